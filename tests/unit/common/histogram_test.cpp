@@ -1,0 +1,79 @@
+#include "nvmux/common/histogram.hpp"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+namespace nvmux {
+namespace {
+
+TEST(Histogram, EmptyReportsZeros) {
+  Histogram h;
+  EXPECT_EQ(h.count(), 0u);
+  EXPECT_EQ(h.min(), 0u);
+  EXPECT_EQ(h.max(), 0u);
+  EXPECT_EQ(h.percentile(50), 0u);
+  EXPECT_EQ(h.mean(), 0.0);
+}
+
+TEST(Histogram, SmallValuesAreExact) {
+  Histogram h;
+  for (std::uint64_t v = 1; v <= 50; ++v) h.record(v);
+  EXPECT_EQ(h.count(), 50u);
+  EXPECT_EQ(h.min(), 1u);
+  EXPECT_EQ(h.max(), 50u);
+  EXPECT_EQ(h.percentile(50), 25u);
+  EXPECT_EQ(h.percentile(100), 50u);
+  EXPECT_DOUBLE_EQ(h.mean(), 25.5);
+}
+
+TEST(Histogram, BucketsAreMonotonicAndCoverEveryValue) {
+  std::size_t prev = 0;
+  for (std::uint64_t v : std::initializer_list<std::uint64_t>{0, 1, 63, 64, 65, 127, 128, 1000, 1ull << 40, UINT64_MAX}) {
+    std::size_t b = Histogram::bucket_of(v);
+    EXPECT_LT(b, Histogram::kBuckets);
+    EXPECT_GE(b, prev);
+    EXPECT_GE(Histogram::bucket_upper(b), v);
+    if (b > 0) {
+      EXPECT_LT(Histogram::bucket_upper(b - 1), v);
+    }
+    prev = b;
+  }
+}
+
+TEST(Histogram, PercentilesWithinRelativeError) {
+  Histogram h;
+  std::mt19937_64 rng(7);
+  std::vector<std::uint64_t> values;
+  for (int i = 0; i < 100000; ++i) {
+    std::uint64_t v = rng() % 1'000'000;
+    values.push_back(v);
+    h.record(v);
+  }
+  std::sort(values.begin(), values.end());
+  for (double p : {50.0, 90.0, 99.0, 99.9}) {
+    auto exact = values[static_cast<std::size_t>(p / 100.0 * values.size()) - 1];
+    auto approx = h.percentile(p);
+    EXPECT_GE(approx, exact);
+    EXPECT_LE(static_cast<double>(approx), static_cast<double>(exact) * 1.032 + 1) << p;
+  }
+}
+
+TEST(Histogram, MergeAndCopy) {
+  Histogram a, b;
+  a.record(10);
+  b.record_n(1000, 3);
+  a.merge(b);
+  EXPECT_EQ(a.count(), 4u);
+  EXPECT_EQ(a.min(), 10u);
+  EXPECT_EQ(a.max(), 1000u);
+  Histogram c = a;
+  EXPECT_EQ(c.count(), 4u);
+  EXPECT_EQ(c.percentile(100), 1000u);
+  c.reset();
+  EXPECT_EQ(c.count(), 0u);
+  EXPECT_EQ(a.count(), 4u);
+}
+
+}  // namespace
+}  // namespace nvmux
