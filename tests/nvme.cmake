@@ -1,3 +1,10 @@
+# Deterministic tests: the emu device is stepped by hand, time is a manual clock.
 nvmux_gtest(nvme_unit_test
-  SOURCES unit/nvme/spec_test.cpp
+  SOURCES unit/nvme/spec_test.cpp unit/nvme/qpair_test.cpp unit/nvme/emu_test.cpp
   DEPS nvmux_nvme LABELS unit)
+
+# The backend-neutral data-integrity and error suite (ControllerFactory-parameterised). Its
+# emu_thread instance runs the device on its own thread, so it also runs under TSan.
+nvmux_gtest(nvme_data_test
+  SOURCES unit/nvme/controller_data_test.cpp
+  DEPS nvmux_nvme LABELS "unit;concurrency")
