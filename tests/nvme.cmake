@@ -8,3 +8,8 @@ nvmux_gtest(nvme_unit_test
 nvmux_gtest(nvme_data_test
   SOURCES unit/nvme/controller_data_test.cpp
   DEPS nvmux_nvme LABELS "unit;concurrency")
+
+# Real threads: four owners at once, and two threads sharing one qpair (the spdk#3557 misuse).
+nvmux_gtest(nvme_stress_test
+  SOURCES stress/nvme_qpair_stress_test.cpp
+  DEPS nvmux_nvme LABELS "stress;concurrency")
