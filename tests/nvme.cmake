@@ -1,6 +1,7 @@
 # Deterministic tests: the emu device is stepped by hand, time is a manual clock.
 nvmux_gtest(nvme_unit_test
   SOURCES unit/nvme/spec_test.cpp unit/nvme/qpair_test.cpp unit/nvme/emu_test.cpp unit/nvme/uring_test.cpp
+          unit/nvme/backend_test.cpp
   DEPS nvmux_nvme LABELS unit)
 
 # The backend-neutral data-integrity and error suite (ControllerFactory-parameterised). Its
