@@ -248,7 +248,7 @@ void EmuController::run_engine() {
       idle = 0;
       continue;
     }
-    if (++idle >= kIdleSpinsBeforeYield) {
+    if (options_.engine_yields_when_idle && ++idle >= kIdleSpinsBeforeYield) {
       idle = 0;
       std::this_thread::yield();  // the machine is shared; stay responsive without hogging a core
     } else {

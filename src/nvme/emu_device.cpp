@@ -19,6 +19,7 @@ namespace {
 constexpr std::uint16_t kDnr = 1;  // every error the emu device returns is final
 constexpr std::uint32_t kIdentifyBytes = 4096;
 constexpr std::uint32_t kActiveNsListMax = kIdentifyBytes / 4;
+constexpr std::uint64_t kUntimed = UINT64_MAX;  // step() without a clock read: everything is due
 
 std::uint16_t st(GenericStatus sc) { return make_status(sc, sc != GenericStatus::kSuccess && kDnr); }
 std::uint16_t st(CommandSpecificStatus sc) { return make_status(sc, kDnr); }
@@ -185,6 +186,7 @@ void EmuDevice::enable() {
 void EmuDevice::disable() {
   for (auto& q : sqs_) q = Sq{};
   for (auto& q : cqs_) q = Cq{};
+  delayed_pending_ = 0;
   ready_ = false;
   csts_.store(0, std::memory_order_release);  // the device stopped touching queue memory
 }
@@ -195,7 +197,10 @@ std::size_t EmuDevice::step(std::size_t max_commands) {
   if (enabled && !ready_ && (csts_.load(std::memory_order_relaxed) & kCstsFatal) == 0) enable();
   if (!enabled && (ready_ || csts_.load(std::memory_order_relaxed) != 0)) disable();
   if (!ready_) return 0;
-  std::uint64_t t = now();
+  // Time matters only for the latency model and delayed completions; skip the clock otherwise:
+  // "now" is then the end of time, so everything already queued is due (kUntimed).
+  bool timed = config_.latency_us != 0 || delayed_pending_ != 0 || has_faults_.load(std::memory_order_relaxed);
+  std::uint64_t t = timed ? now() : kUntimed;
   std::size_t work = post(t);
   for (std::size_t q = 0; q < sqs_.size(); ++q) {
     if (sqs_[q].exists) work += fetch(static_cast<std::uint16_t>(q), max_commands, t);
@@ -238,10 +243,11 @@ std::size_t EmuDevice::fetch(std::uint16_t qid, std::size_t max_commands, std::u
     cqe.sq_id = qid;
     cqe.cid = cmd.cid;
     cqe.status = status;
-    std::uint64_t due = t + (qid != 0 ? std::uint64_t{config_.latency_us} * 1000 : 0);
+    std::uint64_t due = t == kUntimed ? 0 : t + (qid != 0 ? std::uint64_t{config_.latency_us} * 1000 : 0);
     if (fault && fault->kind == FaultRule::Kind::kDrop) continue;
     if (fault && fault->kind == FaultRule::Kind::kDelay) {
       cq.delayed.push_back(Pending{cqe, due + fault->delay_us * 1000});
+      ++delayed_pending_;
       continue;
     }
     cq.fifo.push_back(Pending{cqe, due});
@@ -289,6 +295,7 @@ std::size_t EmuDevice::post(std::uint64_t t) {
       if (cq.tail == 0) cq.phase = !cq.phase;
       if (delayed_it != cq.delayed.end()) {
         cq.delayed.erase(delayed_it);
+        --delayed_pending_;
       } else {
         cq.fifo.pop_front();
       }
@@ -492,6 +499,7 @@ std::uint16_t EmuDevice::delete_cq(const SubmissionEntry& c) {
   auto qid = static_cast<std::uint16_t>(c.cdw10 & 0xffffu);
   if (qid == 0 || qid >= cqs_.size() || !cqs_[qid].exists) return st(CommandSpecificStatus::kInvalidQueueIdentifier);
   if (cqs_[qid].sq_refs != 0) return st(CommandSpecificStatus::kInvalidQueueDeletion);
+  delayed_pending_ -= cqs_[qid].delayed.size();
   cqs_[qid] = Cq{};
   return kOk;
 }

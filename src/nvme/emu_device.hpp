@@ -102,9 +102,11 @@ class EmuDevice {
     std::deque<Pending> fifo;      // normal completions, due in order
     std::vector<Pending> delayed;  // fault-delayed ones, overtaken by later completions
   };
+  // Written by the driver (tail / head), read by the device.
   struct alignas(kCacheLineBytes) DoorbellLine {
     std::atomic<std::uint32_t> value{0};
   };
+  static_assert(sizeof(DoorbellLine) == kCacheLineBytes && std::atomic<std::uint32_t>::is_always_lock_free);
   struct ActiveFault {
     FaultRule rule;
     std::uint32_t skip_left;
@@ -152,6 +154,7 @@ class EmuDevice {
   std::vector<Cq> cqs_;
   std::uint16_t granted_sqs_ = 0;
   std::uint16_t granted_cqs_ = 0;
+  std::size_t delayed_pending_ = 0;  // fault-delayed completions waiting in any CQ
   std::vector<std::byte> scratch_;  // identify data, DSM ranges
 
   std::mutex fault_mutex_;

@@ -44,6 +44,7 @@ struct EmuOptions {
   std::uint32_t admin_queue_entries = 32;
   EmuEngine engine = EmuEngine::kThread;
   int engine_core = -1;                              // kThread: pin the device thread here
+  bool engine_yields_when_idle = true;               // kThread: yield after a run of idle polls (shared machines)
   std::uint32_t latency_us = 0;                      // fixed latency added to every I/O completion
   std::size_t dma_arena_bytes = std::size_t{256} << 20;
   std::uint64_t admin_timeout_ms = 10000;

@@ -27,6 +27,7 @@ struct Backend {
   std::string name;
   ControllerFactory factory;
 };
+void PrintTo(const Backend& backend, std::ostream* os) { *os << backend.name; }
 
 constexpr std::uint64_t kTestDeadlineNs = 60'000'000'000ull;  // a data test that takes longer has hung
 
