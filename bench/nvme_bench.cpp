@@ -2,7 +2,8 @@
 // namespace (no data moves), so it measures the software path alone: the driver on core 0, the
 // device engine thread on core 1, real SQ/CQ memory and doorbells between them.
 //
-//   qd/<depth>   keeps <depth> 4 KiB reads in flight; each completion callback resubmits at once
+//   qd/<depth>          keeps <depth> 4 KiB reads in flight; each completion callback resubmits at once
+//   qd_inline/128       the same with the device stepped on the driver's core (software path cost)
 //
 // Depths 1, 32 and 128; delayed doorbells (one SQ tail write per poll batch, one CQ head write per
 // poll). Reports IOPS and ns per I/O (wall time / completions), medians of repeated interleaved runs.
@@ -10,6 +11,7 @@
 //   --json FILE   write the medians as JSON
 //   --quick       shorter runs (3 repetitions, 0.1 s each)
 #include <benchmark/benchmark.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -35,11 +37,23 @@ constexpr std::uint64_t kNamespaceBlocks = 1u << 20;  // 4 GiB, null: nothing is
 constexpr std::uint32_t kSqEntries = 256;
 constexpr double kTargetIopsAtQd128 = 5e6;
 
-EmuController& controller() {
-  static std::unique_ptr<EmuController> ctrl = [] {
+std::uint64_t thread_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::string load_average() {
+  std::ifstream f("/proc/loadavg");
+  std::string one, five;
+  f >> one >> five;
+  return one + " " + five;
+}
+
+std::unique_ptr<EmuController> make_controller(EmuEngine engine) {
     EmuOptions o;
-    o.name = "bench";
-    o.engine = EmuEngine::kThread;
+    o.name = engine == EmuEngine::kThread ? "bench" : "bench-inline";
+    o.engine = engine;
     o.engine_core = online_cores() > kDeviceCore ? kDeviceCore : -1;
     o.engine_yields_when_idle = false;  // a dedicated, busy-polling device core, as a real device
     o.dma_arena_bytes = 32u << 20;
@@ -47,8 +61,12 @@ EmuController& controller() {
     auto c = EmuController::create(o);
     NVMUX_ASSERT(c.ok(), "nvme_bench: {}", c.status().to_string());
     return std::move(c).value();
-  }();
-  return *ctrl;
+}
+
+EmuController& controller(EmuEngine engine) {
+  static std::unique_ptr<EmuController> threaded = make_controller(EmuEngine::kThread);
+  static std::unique_ptr<EmuController> inline_engine = make_controller(EmuEngine::kInline);
+  return engine == EmuEngine::kThread ? *threaded : *inline_engine;
 }
 
 struct Loop {
@@ -71,9 +89,10 @@ struct Loop {
   }
 };
 
+template <EmuEngine kEngine>
 void qd(benchmark::State& state) {
   const auto depth = static_cast<std::uint32_t>(state.range(0));
-  EmuController& ctrl = controller();
+  EmuController& ctrl = controller(kEngine);
   QueuePairOptions o;
   o.name = "bench-qd" + std::to_string(depth);
   o.sq_entries = kSqEntries;
@@ -83,15 +102,21 @@ void qd(benchmark::State& state) {
   Loop loop{qp.get(), buffer.whole()};
   for (std::uint32_t i = 0; i < depth; ++i) NVMUX_ASSERT(loop.submit().ok(), "submit at depth {}", i);
   std::uint64_t start = monotonic_ns();
+  std::uint64_t cpu_start = thread_cpu_ns();
+  std::uint64_t first_completed = loop.completed;
   for (auto _ : state) {
     auto r = qp->process_completions();
     benchmark::DoNotOptimize(r);
   }
   std::uint64_t elapsed = monotonic_ns() - start;
+  std::uint64_t cpu = thread_cpu_ns() - cpu_start;
+  loop.completed -= first_completed;
   state.SetItemsProcessed(static_cast<std::int64_t>(loop.completed));
   state.counters["IOPS"] = benchmark::Counter(static_cast<double>(loop.completed), benchmark::Counter::kIsRate);
-  state.counters["ns_per_io"] =
-      loop.completed == 0 ? 0.0 : static_cast<double>(elapsed) / static_cast<double>(loop.completed);
+  double n = loop.completed == 0 ? 1.0 : static_cast<double>(loop.completed);
+  state.counters["ns_per_io"] = static_cast<double>(elapsed) / n;
+  // CPU the driver thread spent per I/O: with the inline engine that is the whole software path.
+  state.counters["driver_cpu_ns_per_io"] = static_cast<double>(cpu) / n;
   if (loop.errors != 0) state.SkipWithError("I/O errors");
   // Drain before the qpair goes away (its destructor would abort the rest).
   loop.qp = nullptr;  // stop resubmitting
@@ -100,7 +125,10 @@ void qd(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(qd)->Name("qd")->Arg(1)->Arg(32)->Arg(128)->UseRealTime();
+BENCHMARK(qd<EmuEngine::kThread>)->Name("qd")->Arg(1)->Arg(32)->Arg(128)->UseRealTime();
+// Diagnostic: the device stepped inside process_completions on the driver's core, so the CPU time
+// per I/O is the whole software path (driver + device) on one core.
+BENCHMARK(qd<EmuEngine::kInline>)->Name("qd_inline")->Arg(128)->UseRealTime();
 
 namespace {
 class SummaryReporter : public benchmark::ConsoleReporter {
@@ -108,6 +136,7 @@ class SummaryReporter : public benchmark::ConsoleReporter {
   struct Row {
     double iops = 0;
     double ns_per_io = 0;
+    double driver_cpu_ns_per_io = 0;
   };
   std::map<std::string, Row> rows;
   void ReportRuns(const std::vector<Run>& runs) override {
@@ -119,6 +148,9 @@ class SummaryReporter : public benchmark::ConsoleReporter {
       Row row;
       if (auto it = run.counters.find("IOPS"); it != run.counters.end()) row.iops = it->second;
       row.ns_per_io = row.iops > 0 ? 1e9 / row.iops : 0;
+      if (auto it = run.counters.find("driver_cpu_ns_per_io"); it != run.counters.end()) {
+        row.driver_cpu_ns_per_io = it->second;
+      }
       rows[run.run_name.function_name + "/" + run.run_name.args] = row;
     }
   }
@@ -153,21 +185,24 @@ int main(int argc, char** argv) {
 
   Status pinned = pin_current_thread(kDriverCore);
   std::printf("nvme_bench: emu null namespace (%u-byte blocks), 4 KiB reads, SQ/CQ %u entries, delayed doorbells, "
-              "driver core %d%s, device core %d, %s\n",
-              kBlockBytes, kSqEntries, kDriverCore, pinned.ok() ? "" : " (not pinned)", kDeviceCore, reps.c_str() + 2);
-  (void)controller();
+              "driver core %d%s, device core %d, %s, load average %s\n",
+              kBlockBytes, kSqEntries, kDriverCore, pinned.ok() ? "" : " (not pinned)", kDeviceCore, reps.c_str() + 2,
+              load_average().c_str());
+  (void)controller(EmuEngine::kThread);
   SummaryReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
 
-  std::printf("\nSummary (medians)\n  %-10s %14s %12s\n", "benchmark", "IOPS", "ns per I/O");
+  std::printf("\nSummary (medians; load average now %s)\n  %-14s %12s %12s %22s\n", load_average().c_str(),
+              "benchmark", "IOPS", "ns per I/O", "driver CPU ns per I/O");
   nlohmann::json out;
   out["params"] = {{"backend", "emu"}, {"namespace", "null"}, {"io_bytes", kBlockBytes}, {"sq_entries", kSqEntries},
                    {"delayed_doorbell", true}, {"driver_core", kDriverCore}, {"device_core", kDeviceCore},
                    {"repetitions", reps}};
   for (auto& [name, row] : reporter.rows) {
-    std::printf("  %-10s %14.0f %12.1f\n", name.c_str(), row.iops, row.ns_per_io);
-    out["medians"][name] = {{"iops", row.iops}, {"ns_per_io", row.ns_per_io}};
+    std::printf("  %-14s %12.0f %12.1f %22.1f\n", name.c_str(), row.iops, row.ns_per_io, row.driver_cpu_ns_per_io);
+    out["medians"][name] = {{"iops", row.iops}, {"ns_per_io", row.ns_per_io},
+                            {"driver_cpu_ns_per_io", row.driver_cpu_ns_per_io}};
   }
   double qd128 = reporter.rows.count("qd/128") ? reporter.rows["qd/128"].iops : 0;
   std::printf("\n  target: >= %.1f M IOPS at depth 128 -> measured %.2f M IOPS (%s)\n", kTargetIopsAtQd128 / 1e6,
