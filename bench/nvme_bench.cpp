@@ -51,16 +51,16 @@ std::string load_average() {
 }
 
 std::unique_ptr<EmuController> make_controller(EmuEngine engine) {
-    EmuOptions o;
-    o.name = engine == EmuEngine::kThread ? "bench" : "bench-inline";
-    o.engine = engine;
-    o.engine_core = online_cores() > kDeviceCore ? kDeviceCore : -1;
-    o.engine_yields_when_idle = false;  // a dedicated, busy-polling device core, as a real device
-    o.dma_arena_bytes = 32u << 20;
-    o.namespaces.push_back(NamespaceSpec{kNamespaceBlocks, kBlockBytes, NamespaceBacking::kNull, ""});
-    auto c = EmuController::create(o);
-    NVMUX_ASSERT(c.ok(), "nvme_bench: {}", c.status().to_string());
-    return std::move(c).value();
+  EmuOptions o;
+  o.name = engine == EmuEngine::kThread ? "bench" : "bench-inline";
+  o.engine = engine;
+  o.engine_core = online_cores() > kDeviceCore ? kDeviceCore : -1;
+  o.engine_yields_when_idle = false;  // a dedicated, busy-polling device core, as a real device
+  o.dma_arena_bytes = 32u << 20;
+  o.namespaces.push_back(NamespaceSpec{kNamespaceBlocks, kBlockBytes, NamespaceBacking::kNull, ""});
+  auto c = EmuController::create(o);
+  NVMUX_ASSERT(c.ok(), "nvme_bench: {}", c.status().to_string());
+  return std::move(c).value();
 }
 
 EmuController& controller(EmuEngine engine) {
@@ -184,25 +184,26 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(all_argc, all.data())) return 1;
 
   Status pinned = pin_current_thread(kDriverCore);
-  std::printf("nvme_bench: emu null namespace (%u-byte blocks), 4 KiB reads, SQ/CQ %u entries, delayed doorbells, "
-              "driver core %d%s, device core %d, %s, load average %s\n",
-              kBlockBytes, kSqEntries, kDriverCore, pinned.ok() ? "" : " (not pinned)", kDeviceCore, reps.c_str() + 2,
-              load_average().c_str());
+  std::printf(
+      "nvme_bench: emu null namespace (%u-byte blocks), 4 KiB reads, SQ/CQ %u entries, delayed doorbells, "
+      "driver core %d%s, device core %d, %s, load average %s\n",
+      kBlockBytes, kSqEntries, kDriverCore, pinned.ok() ? "" : " (not pinned)", kDeviceCore, reps.c_str() + 2,
+      load_average().c_str());
   (void)controller(EmuEngine::kThread);
   SummaryReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
 
-  std::printf("\nSummary (medians; load average now %s)\n  %-14s %12s %12s %22s\n", load_average().c_str(),
-              "benchmark", "IOPS", "ns per I/O", "driver CPU ns per I/O");
+  std::printf("\nSummary (medians; load average now %s)\n  %-14s %12s %12s %22s\n", load_average().c_str(), "benchmark",
+              "IOPS", "ns per I/O", "driver CPU ns per I/O");
   nlohmann::json out;
-  out["params"] = {{"backend", "emu"}, {"namespace", "null"}, {"io_bytes", kBlockBytes}, {"sq_entries", kSqEntries},
-                   {"delayed_doorbell", true}, {"driver_core", kDriverCore}, {"device_core", kDeviceCore},
-                   {"repetitions", reps}};
+  out["params"] = {{"backend", "emu"},           {"namespace", "null"},      {"io_bytes", kBlockBytes},
+                   {"sq_entries", kSqEntries},   {"delayed_doorbell", true}, {"driver_core", kDriverCore},
+                   {"device_core", kDeviceCore}, {"repetitions", reps}};
   for (auto& [name, row] : reporter.rows) {
     std::printf("  %-14s %12.0f %12.1f %22.1f\n", name.c_str(), row.iops, row.ns_per_io, row.driver_cpu_ns_per_io);
-    out["medians"][name] = {{"iops", row.iops}, {"ns_per_io", row.ns_per_io},
-                            {"driver_cpu_ns_per_io", row.driver_cpu_ns_per_io}};
+    out["medians"][name] = {
+        {"iops", row.iops}, {"ns_per_io", row.ns_per_io}, {"driver_cpu_ns_per_io", row.driver_cpu_ns_per_io}};
   }
   double qd128 = reporter.rows.count("qd/128") ? reporter.rows["qd/128"].iops : 0;
   std::printf("\n  target: >= %.1f M IOPS at depth 128 -> measured %.2f M IOPS (%s)\n", kTargetIopsAtQd128 / 1e6,

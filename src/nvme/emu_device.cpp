@@ -98,7 +98,7 @@ EmuDevice::EmuDevice(Config config, std::shared_ptr<DmaArena> arena,
       // DSTRD (35:32), MPSMIN = MPSMAX = 0 (4 KiB pages).
       cap_(std::uint64_t{config_.max_queue_entries - 1} | (std::uint64_t{1} << 16) | (std::uint64_t{20} << 24) |
            (std::uint64_t{kDoorbellStrideShift} << 32)),
-      doorbells_(new DoorbellLine[2u * (config_.max_io_queues + 1u)]),
+      doorbells_(new DoorbellLine[std::size_t{2} * (config_.max_io_queues + 1u)]),
       sqs_(config_.max_io_queues + 1u),
       cqs_(config_.max_io_queues + 1u),
       granted_sqs_(config_.max_io_queues),
@@ -269,7 +269,8 @@ std::size_t EmuDevice::post(std::uint64_t t) {
     }
     while (true) {
       const Pending* next = nullptr;
-      auto delayed_it = std::find_if(cq.delayed.begin(), cq.delayed.end(), [t](const Pending& p) { return p.due_ns <= t; });
+      auto delayed_it =
+          std::find_if(cq.delayed.begin(), cq.delayed.end(), [t](const Pending& p) { return p.due_ns <= t; });
       if (delayed_it != cq.delayed.end()) {
         next = &*delayed_it;
       } else if (!cq.fifo.empty() && cq.fifo.front().due_ns <= t) {
@@ -364,13 +365,16 @@ std::uint16_t EmuDevice::execute_io(const SubmissionEntry& c) {
   NamespaceStore& ns = *namespaces_[c.nsid - 1];
   std::uint64_t slba = c.cdw10 | (std::uint64_t{c.cdw11} << 32);
   std::uint64_t nlb = (c.cdw12 & kCdw12NlbMask) + 1u;
-  auto in_range = [&](std::uint64_t lba, std::uint64_t count) { return lba < ns.blocks() && count <= ns.blocks() - lba; };
+  auto in_range = [&](std::uint64_t lba, std::uint64_t count) {
+    return lba < ns.blocks() && count <= ns.blocks() - lba;
+  };
   switch (opcode) {
     case NvmOpcode::kRead:
     case NvmOpcode::kWrite: {
       if (!in_range(slba, nlb)) return st(GenericStatus::kLbaOutOfRange);
       std::size_t bytes = static_cast<std::size_t>(nlb * ns.block_size());
-      if (config_.max_transfer_bytes != 0 && bytes > config_.max_transfer_bytes) return st(GenericStatus::kInvalidField);
+      if (config_.max_transfer_bytes != 0 && bytes > config_.max_transfer_bytes)
+        return st(GenericStatus::kInvalidField);
       if (ns.is_null()) return kOk;
       bool read = opcode == NvmOpcode::kRead;
       std::uint16_t s = transfer(c.prp1, c.prp2, bytes, ns.data() + slba * ns.block_size(), read);

@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "nvme_test_util.hpp"
-#include "support/test_scale.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/nvme/emu.hpp"
+#include "support/test_scale.hpp"
 
 namespace nvmux::nvme {
 namespace {
@@ -95,9 +95,9 @@ class ControllerData : public ::testing::TestWithParam<Backend> {
         ASSERT_EQ(std::memcmp(mem.data() + buf_of(j), expect.data(), io_bytes), 0) << "read " << j;
         ++verified;
       }
-      ASSERT_TRUE(qp.read(nsid, i * blocks_per_io, blocks_per_io, mem.slice(buf_of(i), io_bytes), Recorder::callback,
-                          &rec)
-                      .ok());
+      ASSERT_TRUE(
+          qp.read(nsid, i * blocks_per_io, blocks_per_io, mem.slice(buf_of(i), io_bytes), Recorder::callback, &rec)
+              .ok());
     }
     wait_for(qp, rec, ios);
     ASSERT_EQ(rec.ok_count(), ios);
@@ -111,8 +111,8 @@ class ControllerData : public ::testing::TestWithParam<Backend> {
 };
 
 TEST_P(ControllerData, StampedPatternsSurviveEveryDepthAndTransferSize) {
-  auto ctrl = make({NamespaceSpec{8192, 512, NamespaceBacking::kRam, ""},
-                    NamespaceSpec{2048, 4096, NamespaceBacking::kRam, ""}});
+  auto ctrl = make(
+      {NamespaceSpec{8192, 512, NamespaceBacking::kRam, ""}, NamespaceSpec{2048, 4096, NamespaceBacking::kRam, ""}});
   ASSERT_TRUE(ctrl);
   QueuePairOptions o;
   o.sq_entries = 256;
@@ -121,7 +121,7 @@ TEST_P(ControllerData, StampedPatternsSurviveEveryDepthAndTransferSize) {
   std::uint64_t stamp_value = 1;
   // Sanitizer builds (stress_factor < 1) run a thinner sweep; every transfer size is kept.
   std::vector<std::uint32_t> depths = ::nvmux::test::stress_factor() < 1.0 ? std::vector<std::uint32_t>{1, 32}
-                                                                            : std::vector<std::uint32_t>{1, 4, 32, 128};
+                                                                           : std::vector<std::uint32_t>{1, 4, 32, 128};
   for (std::uint32_t depth : depths) {
     // Blocks per command: one block, under a page, exactly two pages, three pages (first PRP
     // list), 257 x 512 (33 pages, a list with a non-page-multiple length), 128 KiB.
@@ -209,9 +209,9 @@ TEST_P(ControllerData, NullNamespaceCompletesWithoutMovingData) {
 }
 
 TEST_P(ControllerData, FileBackedNamespaceKeepsItsDataAcrossARestart) {
-  std::string path = (std::filesystem::temp_directory_path() /
-                      fmt::format("nvmux-ns-{}-{}.img", ::getpid(), GetParam().name))
-                         .string();
+  std::string path =
+      (std::filesystem::temp_directory_path() / fmt::format("nvmux-ns-{}-{}.img", ::getpid(), GetParam().name))
+          .string();
   std::filesystem::remove(path);
   NamespaceSpec spec{256, 4096, NamespaceBacking::kFile, path};
   {
