@@ -189,9 +189,9 @@ int main(int argc, char** argv) {
   Status pinned = pin_current_thread(kDriverCore);
   std::printf(
       "nvme_bench: emu null namespace (%u-byte blocks), 4 KiB reads, SQ/CQ %u entries, delayed doorbells, "
-      "driver core %d%s, device core %d, %s, load average %s\n",
-      kBlockBytes, kSqEntries, kDriverCore, pinned.ok() ? "" : " (not pinned)", kDeviceCore, reps.c_str() + 2,
-      load_average().c_str());
+      "%u completions per poll, driver core %d%s, device core %d, %s, load average %s\n",
+      kBlockBytes, kSqEntries, kMaxCompletionsPerPoll, kDriverCore, pinned.ok() ? "" : " (not pinned)", kDeviceCore,
+      reps.c_str() + 2, load_average().c_str());
   (void)controller(EmuEngine::kThread);
   SummaryReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
