@@ -244,6 +244,7 @@ std::size_t EmuDevice::fetch(std::uint16_t qid, std::size_t max_commands, std::u
     cqe.cid = cmd.cid;
     cqe.status = status;
     std::uint64_t due = t == kUntimed ? 0 : t + (qid != 0 ? std::uint64_t{config_.latency_us} * 1000 : 0);
+    if (fault && fault->kind == FaultRule::Kind::kBadCid) cqe.cid = fault->bad_cid;
     if (fault && fault->kind == FaultRule::Kind::kDrop) continue;
     if (fault && fault->kind == FaultRule::Kind::kDelay) {
       cq.delayed.push_back(Pending{cqe, due + fault->delay_us * 1000});

@@ -59,6 +59,7 @@ struct FaultRule {
     kDelay,      // execute; post the completion delay_us later (other completions overtake it)
     kDrop,       // execute; never post a completion
     kDuplicate,  // execute; post the completion twice
+    kBadCid,     // execute; post the completion with command id `bad_cid` (a broken or foreign device)
   };
   static constexpr std::uint16_t kAnyIoQueue = 0xffff;
   static constexpr int kAnyOpcode = -1;
@@ -70,6 +71,7 @@ struct FaultRule {
   std::uint32_t count = 1;  // then hit this many (0 = every one from then on)
   std::uint16_t status = make_status(GenericStatus::kInternalDeviceError);
   std::uint64_t delay_us = 0;
+  std::uint16_t bad_cid = 0xfffe;
 };
 
 struct EmuDeviceStats {

@@ -7,7 +7,8 @@
 // an NVMe queue pair has exactly one driver, and nvmux makes that rule visible instead of letting
 // two drivers corrupt each other (spdk/spdk#3557, "cpl does not map to outstanding cmd").
 // Nothing here blocks; callbacks run on the owner thread inside process_completions (or inside
-// reset/destruction for aborted commands) and may submit new commands.
+// reset/destruction for aborted commands) and may submit new commands. Destroy a qpair on its
+// owner thread: the destructor deletes the device queues, then aborts what is still outstanding.
 //
 // Submission returns a Status:
 //   ok                accepted; the callback runs exactly once later

@@ -147,6 +147,8 @@ TEST_F(EmuAdmin, CreateSubmissionQueueErrors) {
   expect(admin(AdminOpcode::kDeleteIoCq, 1), CommandSpecificStatus::kInvalidQueueIdentifier);
   expect(admin(AdminOpcode::kDeleteIoSq, 0), CommandSpecificStatus::kInvalidQueueIdentifier);
   expect(admin(AdminOpcode::kDeleteIoCq, 0), CommandSpecificStatus::kInvalidQueueIdentifier);
+  expect(admin(AdminOpcode::kDeleteIoSq, 300), CommandSpecificStatus::kInvalidQueueIdentifier);
+  expect(admin(AdminOpcode::kDeleteIoCq, 300), CommandSpecificStatus::kInvalidQueueIdentifier);
 }
 
 TEST_F(EmuAdmin, QpairCreationReportsTheDeviceRefusal) {

@@ -416,6 +416,30 @@ TEST(QueuePair, DuplicatedCompletionFailsTheQpairWithADiagnostic) {
   EXPECT_EQ(rec.ok_count(), 1u);
 }
 
+TEST(QueuePair, OutOfRangeCommandIdFailsTheQpairWithADiagnostic) {
+  auto ctrl = make_emu(manual_options());
+  auto qp = ctrl->create_io_qpair(qp_options(8)).value();
+  auto buf = ctrl->dma_alloc(512).value();
+  FaultRule rule;
+  rule.kind = FaultRule::Kind::kBadCid;
+  rule.skip = 1;  // the second command's completion names cid 500
+  rule.bad_cid = 500;
+  ctrl->inject_fault(rule);
+  Recorder rec;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(qp->read(1, i, 1, buf.whole(), Recorder::callback, &rec).ok());
+  ctrl->step();
+  auto r = qp->process_completions();
+  ASSERT_FALSE(r.ok());
+  const std::string& why = qp->failure().message();
+  EXPECT_NE(why.find("cid 500 (out of range)"), std::string::npos) << why;
+  EXPECT_NE(why.find("2 commands outstanding of 7"), std::string::npos) << why;
+  ASSERT_EQ(rec.results.size(), 3u);  // cid 0 completed, cids 1 and 2 aborted: nothing hangs
+  EXPECT_TRUE(rec.results[0].status.ok());
+  EXPECT_EQ(rec.results[1].status.code(), StatusCode::kAborted);
+  EXPECT_EQ(rec.results[2].status.code(), StatusCode::kAborted);
+  EXPECT_NE(rec.results[1].status.message().find("does not map"), std::string::npos);
+}
+
 TEST(QueuePair, DestroyingAQpairAbortsOutstandingCommandsAndDeletesItsQueues) {
   auto ctrl = make_emu(manual_options());
   Recorder rec;
