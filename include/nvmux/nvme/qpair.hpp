@@ -148,8 +148,10 @@ class QueuePair {
   // Dataset Management with the deallocate attribute; up to kMaxDsmRanges ranges (copied into the
   // command's own DMA page, so `ranges` may live anywhere).
   Status deallocate(std::uint32_t nsid, std::span<const DsmRange> ranges, IoCallback cb, void* ctx);
-  // Any command as given (opcode, nsid, cdw2-15); the qpair fills cid and PRPs for `data`. Skips the
-  // namespace and length checks: tests use it to see what the device answers.
+  // Any command as given (opcode, nsid, cdw2-15); the qpair fills cid, and PRPs for `data` (when
+  // `data` is empty, PRP1/PRP2 stay as given: queue bases for Create I/O SQ/CQ, hand-built PRP
+  // shapes in tests). Skips the namespace and length checks: tests use it to see what the device
+  // answers.
   Status submit_raw(const SubmissionEntry& command, IoVec data, IoCallback cb, void* ctx);
 
   // Reaps up to `max` completions (0 = all available), runs their callbacks, retries retryable
