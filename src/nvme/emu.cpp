@@ -12,7 +12,7 @@
 namespace nvmux::nvme {
 
 namespace {
-constexpr std::uint16_t kIoQueuesRequested = 1024;   // ask for many; the device grants what it has
+constexpr std::uint16_t kIoQueuesRequested = 1024;    // ask for many; the device grants what it has
 constexpr std::uint32_t kIdleSpinsBeforeYield = 256;  // device thread: polls with nothing to do, then yield
 constexpr std::uint64_t kReadyTimeoutNs = 5'000'000'000ull;
 
@@ -28,7 +28,11 @@ class EmuController::Transport final : public QueueTransport {
  public:
   Transport(EmuController* ctrl, std::uint16_t qid, DmaBuffer sq, std::uint32_t sq_entries, DmaBuffer cq,
             std::uint32_t cq_entries)
-      : ctrl_(ctrl), qid_(qid), sq_(std::move(sq)), cq_(std::move(cq)), sq_entries_(sq_entries),
+      : ctrl_(ctrl),
+        qid_(qid),
+        sq_(std::move(sq)),
+        cq_(std::move(cq)),
+        sq_entries_(sq_entries),
         cq_entries_(cq_entries) {}
   ~Transport() override {
     if (qid_ == 0) return;  // the admin queue lives as long as the controller is enabled
@@ -37,12 +41,8 @@ class EmuController::Transport final : public QueueTransport {
     ctrl_->release_qid(qid_);
   }
   std::uint16_t qid() const override { return qid_; }
-  std::span<SubmissionEntry> sq() override {
-    return {reinterpret_cast<SubmissionEntry*>(sq_.data()), sq_entries_};
-  }
-  std::span<CompletionEntry> cq() override {
-    return {reinterpret_cast<CompletionEntry*>(cq_.data()), cq_entries_};
-  }
+  std::span<SubmissionEntry> sq() override { return {reinterpret_cast<SubmissionEntry*>(sq_.data()), sq_entries_}; }
+  std::span<CompletionEntry> cq() override { return {reinterpret_cast<CompletionEntry*>(cq_.data()), cq_entries_}; }
   std::atomic<std::uint32_t>& sq_tail_doorbell() override { return ctrl_->device_->sq_tail_doorbell(qid_); }
   std::atomic<std::uint32_t>& cq_head_doorbell() override { return ctrl_->device_->cq_head_doorbell(qid_); }
   void poll() override {
@@ -68,7 +68,8 @@ class EmuController::Transport final : public QueueTransport {
 EmuController::EmuController(EmuOptions options) : options_(std::move(options)) {}
 
 Result<std::unique_ptr<EmuController>> EmuController::create(EmuOptions options) {
-  if (options.namespaces.empty()) return Status::error(StatusCode::kInvalidArgument, "emu controller without namespaces");
+  if (options.namespaces.empty())
+    return Status::error(StatusCode::kInvalidArgument, "emu controller without namespaces");
   if (options.max_queue_entries < 2 || options.max_queue_entries > kMaxQueueEntriesSpec) {
     return Status::error(StatusCode::kInvalidArgument, "max_queue_entries {} outside [2, {}]",
                          options.max_queue_entries, kMaxQueueEntriesSpec);
@@ -90,7 +91,7 @@ Result<std::unique_ptr<EmuController>> EmuController::create(EmuOptions options)
   return ctrl;
 }
 
-ControllerFactory EmuController::factory(EmuOptions base) {
+ControllerFactory EmuController::factory(const EmuOptions& base) {
   return [base](const ControllerSpec& spec) -> Result<std::unique_ptr<Controller>> {
     EmuOptions options = base;
     options.name = spec.name;
@@ -158,7 +159,8 @@ Status EmuController::bring_up() {
     auto cpl = admin_command(cmd, ident->whole());
     if (!cpl.ok()) return cpl.status();
     if (!cpl->success()) {
-      return Status::error(StatusCode::kIoError, "{}: {} failed: {}", name(), what, describe_status(cpl->sct(), cpl->sc()));
+      return Status::error(StatusCode::kIoError, "{}: {} failed: {}", name(), what,
+                           describe_status(cpl->sct(), cpl->sc()));
     }
     return {};
   };
@@ -248,7 +250,7 @@ void EmuController::run_engine() {
       idle = 0;
       continue;
     }
-    if (++idle >= kIdleSpinsBeforeYield) {
+    if (options_.engine_yields_when_idle && ++idle >= kIdleSpinsBeforeYield) {
       idle = 0;
       std::this_thread::yield();  // the machine is shared; stay responsive without hogging a core
     } else {
@@ -307,8 +309,8 @@ Status EmuController::create_device_queues(std::uint16_t qid, std::uint32_t sq_e
   cmd.cdw11 = kQueuePhysicallyContiguous | (std::uint32_t{qid} << 16);
   cpl = admin_command(cmd, {});
   if (!cpl.ok() || !cpl->success()) {
-    Status why = cpl.ok() ? Status::error(StatusCode::kInvalidArgument, "{}: Create I/O SQ {} of {} entries: {}", name(),
-                                          qid, sq_entries, describe_status(cpl->sct(), cpl->sc()))
+    Status why = cpl.ok() ? Status::error(StatusCode::kInvalidArgument, "{}: Create I/O SQ {} of {} entries: {}",
+                                          name(), qid, sq_entries, describe_status(cpl->sct(), cpl->sc()))
                           : cpl.status();
     SubmissionEntry del{};
     del.opcode = static_cast<std::uint8_t>(AdminOpcode::kDeleteIoCq);
@@ -351,9 +353,9 @@ Result<std::unique_ptr<QueuePair>> EmuController::create_io_qpair(const QueuePai
   std::uint16_t qid = 0;
   {
     std::lock_guard lock(qid_mutex_);
-    for (std::uint16_t q = 1; q < qid_in_use_.size(); ++q) {
+    for (std::size_t q = 1; q < qid_in_use_.size(); ++q) {
       if (!qid_in_use_[q]) {
-        qid = q;
+        qid = static_cast<std::uint16_t>(q);
         break;
       }
     }

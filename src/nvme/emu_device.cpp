@@ -19,6 +19,7 @@ namespace {
 constexpr std::uint16_t kDnr = 1;  // every error the emu device returns is final
 constexpr std::uint32_t kIdentifyBytes = 4096;
 constexpr std::uint32_t kActiveNsListMax = kIdentifyBytes / 4;
+constexpr std::uint64_t kUntimed = UINT64_MAX;  // step() without a clock read: everything is due
 
 std::uint16_t st(GenericStatus sc) { return make_status(sc, sc != GenericStatus::kSuccess && kDnr); }
 std::uint16_t st(CommandSpecificStatus sc) { return make_status(sc, kDnr); }
@@ -97,7 +98,7 @@ EmuDevice::EmuDevice(Config config, std::shared_ptr<DmaArena> arena,
       // DSTRD (35:32), MPSMIN = MPSMAX = 0 (4 KiB pages).
       cap_(std::uint64_t{config_.max_queue_entries - 1} | (std::uint64_t{1} << 16) | (std::uint64_t{20} << 24) |
            (std::uint64_t{kDoorbellStrideShift} << 32)),
-      doorbells_(new DoorbellLine[2u * (config_.max_io_queues + 1u)]),
+      doorbells_(new DoorbellLine[std::size_t{2} * (config_.max_io_queues + 1u)]),
       sqs_(config_.max_io_queues + 1u),
       cqs_(config_.max_io_queues + 1u),
       granted_sqs_(config_.max_io_queues),
@@ -185,6 +186,7 @@ void EmuDevice::enable() {
 void EmuDevice::disable() {
   for (auto& q : sqs_) q = Sq{};
   for (auto& q : cqs_) q = Cq{};
+  delayed_pending_ = 0;
   ready_ = false;
   csts_.store(0, std::memory_order_release);  // the device stopped touching queue memory
 }
@@ -195,7 +197,10 @@ std::size_t EmuDevice::step(std::size_t max_commands) {
   if (enabled && !ready_ && (csts_.load(std::memory_order_relaxed) & kCstsFatal) == 0) enable();
   if (!enabled && (ready_ || csts_.load(std::memory_order_relaxed) != 0)) disable();
   if (!ready_) return 0;
-  std::uint64_t t = now();
+  // Time matters only for the latency model and delayed completions; skip the clock otherwise:
+  // "now" is then the end of time, so everything already queued is due (kUntimed).
+  bool timed = config_.latency_us != 0 || delayed_pending_ != 0 || has_faults_.load(std::memory_order_relaxed);
+  std::uint64_t t = timed ? now() : kUntimed;
   std::size_t work = post(t);
   for (std::size_t q = 0; q < sqs_.size(); ++q) {
     if (sqs_[q].exists) work += fetch(static_cast<std::uint16_t>(q), max_commands, t);
@@ -238,10 +243,12 @@ std::size_t EmuDevice::fetch(std::uint16_t qid, std::size_t max_commands, std::u
     cqe.sq_id = qid;
     cqe.cid = cmd.cid;
     cqe.status = status;
-    std::uint64_t due = t + (qid != 0 ? std::uint64_t{config_.latency_us} * 1000 : 0);
+    std::uint64_t due = t == kUntimed ? 0 : t + (qid != 0 ? std::uint64_t{config_.latency_us} * 1000 : 0);
+    if (fault && fault->kind == FaultRule::Kind::kBadCid) cqe.cid = fault->bad_cid;
     if (fault && fault->kind == FaultRule::Kind::kDrop) continue;
     if (fault && fault->kind == FaultRule::Kind::kDelay) {
       cq.delayed.push_back(Pending{cqe, due + fault->delay_us * 1000});
+      ++delayed_pending_;
       continue;
     }
     cq.fifo.push_back(Pending{cqe, due});
@@ -263,7 +270,8 @@ std::size_t EmuDevice::post(std::uint64_t t) {
     }
     while (true) {
       const Pending* next = nullptr;
-      auto delayed_it = std::find_if(cq.delayed.begin(), cq.delayed.end(), [t](const Pending& p) { return p.due_ns <= t; });
+      auto delayed_it =
+          std::find_if(cq.delayed.begin(), cq.delayed.end(), [t](const Pending& p) { return p.due_ns <= t; });
       if (delayed_it != cq.delayed.end()) {
         next = &*delayed_it;
       } else if (!cq.fifo.empty() && cq.fifo.front().due_ns <= t) {
@@ -289,6 +297,7 @@ std::size_t EmuDevice::post(std::uint64_t t) {
       if (cq.tail == 0) cq.phase = !cq.phase;
       if (delayed_it != cq.delayed.end()) {
         cq.delayed.erase(delayed_it);
+        --delayed_pending_;
       } else {
         cq.fifo.pop_front();
       }
@@ -357,13 +366,16 @@ std::uint16_t EmuDevice::execute_io(const SubmissionEntry& c) {
   NamespaceStore& ns = *namespaces_[c.nsid - 1];
   std::uint64_t slba = c.cdw10 | (std::uint64_t{c.cdw11} << 32);
   std::uint64_t nlb = (c.cdw12 & kCdw12NlbMask) + 1u;
-  auto in_range = [&](std::uint64_t lba, std::uint64_t count) { return lba < ns.blocks() && count <= ns.blocks() - lba; };
+  auto in_range = [&](std::uint64_t lba, std::uint64_t count) {
+    return lba < ns.blocks() && count <= ns.blocks() - lba;
+  };
   switch (opcode) {
     case NvmOpcode::kRead:
     case NvmOpcode::kWrite: {
       if (!in_range(slba, nlb)) return st(GenericStatus::kLbaOutOfRange);
       std::size_t bytes = static_cast<std::size_t>(nlb * ns.block_size());
-      if (config_.max_transfer_bytes != 0 && bytes > config_.max_transfer_bytes) return st(GenericStatus::kInvalidField);
+      if (config_.max_transfer_bytes != 0 && bytes > config_.max_transfer_bytes)
+        return st(GenericStatus::kInvalidField);
       if (ns.is_null()) return kOk;
       bool read = opcode == NvmOpcode::kRead;
       std::uint16_t s = transfer(c.prp1, c.prp2, bytes, ns.data() + slba * ns.block_size(), read);
@@ -492,6 +504,7 @@ std::uint16_t EmuDevice::delete_cq(const SubmissionEntry& c) {
   auto qid = static_cast<std::uint16_t>(c.cdw10 & 0xffffu);
   if (qid == 0 || qid >= cqs_.size() || !cqs_[qid].exists) return st(CommandSpecificStatus::kInvalidQueueIdentifier);
   if (cqs_[qid].sq_refs != 0) return st(CommandSpecificStatus::kInvalidQueueDeletion);
+  delayed_pending_ -= cqs_[qid].delayed.size();
   cqs_[qid] = Cq{};
   return kOk;
 }

@@ -67,8 +67,8 @@ class EmuDevice {
 
   // "MMIO": any thread.
   std::uint64_t read_cap() const { return cap_; }
-  std::uint32_t read_csts() const { return csts_.load(std::memory_order_acquire); }  // pairs with step's release
-  void write_cc(std::uint32_t value) { cc_.store(value, std::memory_order_release); }  // admin queue regs before EN
+  std::uint32_t read_csts() const { return csts_.load(std::memory_order_acquire); }      // pairs with step's release
+  void write_cc(std::uint32_t value) { cc_.store(value, std::memory_order_release); }    // admin queue regs before EN
   void write_aqa(std::uint32_t value) { aqa_.store(value, std::memory_order_relaxed); }  // published by write_cc
   void write_asq(std::uint64_t value) { asq_.store(value, std::memory_order_relaxed); }  // published by write_cc
   void write_acq(std::uint64_t value) { acq_.store(value, std::memory_order_relaxed); }  // published by write_cc
@@ -102,9 +102,11 @@ class EmuDevice {
     std::deque<Pending> fifo;      // normal completions, due in order
     std::vector<Pending> delayed;  // fault-delayed ones, overtaken by later completions
   };
+  // Written by the driver (tail / head), read by the device.
   struct alignas(kCacheLineBytes) DoorbellLine {
     std::atomic<std::uint32_t> value{0};
   };
+  static_assert(sizeof(DoorbellLine) == kCacheLineBytes && std::atomic<std::uint32_t>::is_always_lock_free);
   struct ActiveFault {
     FaultRule rule;
     std::uint32_t skip_left;
@@ -121,8 +123,7 @@ class EmuDevice {
   std::uint16_t execute_admin(const SubmissionEntry& c, std::uint32_t& cdw0);
   std::uint16_t execute_io(const SubmissionEntry& c);
   // Moves `bytes` between host memory described by PRP1/PRP2 and `media`; returns a status.
-  std::uint16_t transfer(std::uint64_t prp1, std::uint64_t prp2, std::size_t bytes, std::byte* media,
-                         bool to_host);
+  std::uint16_t transfer(std::uint64_t prp1, std::uint64_t prp2, std::size_t bytes, std::byte* media, bool to_host);
   std::uint16_t create_cq(const SubmissionEntry& c);
   std::uint16_t create_sq(const SubmissionEntry& c);
   std::uint16_t delete_sq(const SubmissionEntry& c);
@@ -152,7 +153,8 @@ class EmuDevice {
   std::vector<Cq> cqs_;
   std::uint16_t granted_sqs_ = 0;
   std::uint16_t granted_cqs_ = 0;
-  std::vector<std::byte> scratch_;  // identify data, DSM ranges
+  std::size_t delayed_pending_ = 0;  // fault-delayed completions waiting in any CQ
+  std::vector<std::byte> scratch_;   // identify data, DSM ranges
 
   std::mutex fault_mutex_;
   std::atomic<bool> has_faults_{false};

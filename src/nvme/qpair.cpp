@@ -14,8 +14,7 @@ constexpr std::uint32_t kAllNamespaces = 0xffffffff;
 }  // namespace
 
 QueuePair::QueuePair(std::unique_ptr<QueueTransport> transport, DmaBuffer prp_pages,
-                     std::vector<NamespaceInfo> namespaces, std::uint32_t max_transfer_bytes,
-                     QueuePairOptions options)
+                     std::vector<NamespaceInfo> namespaces, std::uint32_t max_transfer_bytes, QueuePairOptions options)
     : transport_(std::move(transport)),
       prp_pages_(std::move(prp_pages)),
       namespaces_(std::move(namespaces)),
@@ -28,14 +27,15 @@ QueuePair::QueuePair(std::unique_ptr<QueueTransport> transport, DmaBuffer prp_pa
   cq_ = transport_->cq();
   sq_doorbell_ = &transport_->sq_tail_doorbell();
   cq_doorbell_ = &transport_->cq_head_doorbell();
-  NVMUX_ASSERT(sq_.size() >= 2 && sq_.size() <= kMaxQueueEntriesSpec && cq_.size() >= 2 &&
-                   cq_.size() <= kMaxQueueEntriesSpec,
-               "qpair qid {}: SQ of {} and CQ of {} entries outside [2, {}]", qid_, sq_.size(), cq_.size(),
-               kMaxQueueEntriesSpec);
+  NVMUX_ASSERT(
+      sq_.size() >= 2 && sq_.size() <= kMaxQueueEntriesSpec && cq_.size() >= 2 && cq_.size() <= kMaxQueueEntriesSpec,
+      "qpair qid {}: SQ of {} and CQ of {} entries outside [2, {}]", qid_, sq_.size(), cq_.size(),
+      kMaxQueueEntriesSpec);
   tracker_count_ = static_cast<std::uint32_t>(sq_.size() - 1);
   NVMUX_ASSERT(tracker_count_ < kNil, "qpair qid {}: {} command ids do not fit 16 bits", qid_, tracker_count_);
   NVMUX_ASSERT(prp_pages_.size() >= std::size_t{tracker_count_} * kPageBytes && prp_pages_.iova() % kPageBytes == 0,
-               "qpair qid {}: PRP pages buffer of {} bytes for {} command ids", qid_, prp_pages_.size(), tracker_count_);
+               "qpair qid {}: PRP pages buffer of {} bytes for {} command ids", qid_, prp_pages_.size(),
+               tracker_count_);
   if (options_.name.empty()) options_.name = fmt::format("q{}", qid_);
   max_transfer_bytes_ = kMaxTransferBytesLimit;
   if (max_transfer_bytes != 0 && max_transfer_bytes < max_transfer_bytes_) max_transfer_bytes_ = max_transfer_bytes;
@@ -71,7 +71,8 @@ Status QueuePair::wrong_thread(const char* what) const {
 }
 
 Status QueuePair::check_submit(const char* what) const {
-  if (!on_owner_thread()) [[unlikely]] return wrong_thread(what);
+  if (!on_owner_thread()) [[unlikely]]
+    return wrong_thread(what);
   if (state_ != State::kActive) [[unlikely]] {
     return Status::error(StatusCode::kAborted, "{}: {}", what, failure_.message());
   }
@@ -215,8 +216,8 @@ Status QueuePair::submit_io(std::uint8_t opcode, std::uint32_t nsid, std::uint64
                          options_.name, what, nsid, namespaces_.size());
   }
   const NamespaceInfo& ns = namespaces_[nsid - 1];
-  if (blocks == 0 || blocks > kMaxBlocksPerCommand ||
-      std::uint64_t{blocks} * ns.block_size != buffer.bytes || buffer.bytes > max_transfer_bytes_) [[unlikely]] {
+  if (blocks == 0 || blocks > kMaxBlocksPerCommand || std::uint64_t{blocks} * ns.block_size != buffer.bytes ||
+      buffer.bytes > max_transfer_bytes_) [[unlikely]] {
     return Status::error(StatusCode::kInvalidArgument,
                          "qpair '{}' {}: {} blocks of {} bytes with a {}-byte buffer (blocks 1..{}, buffer = blocks "
                          "x block size, at most {} bytes)",
@@ -224,7 +225,8 @@ Status QueuePair::submit_io(std::uint8_t opcode, std::uint32_t nsid, std::uint64
                          max_transfer_bytes_);
   }
   NVMUX_RETURN_IF_ERROR(check_data(buffer));
-  if (free_count_ == 0) [[unlikely]] return queue_full();
+  if (free_count_ == 0) [[unlikely]]
+    return queue_full();
   SubmissionEntry c{};
   c.opcode = opcode;
   c.nsid = nsid;
@@ -248,8 +250,8 @@ Status QueuePair::write(std::uint32_t nsid, std::uint64_t lba, std::uint32_t blo
 Status QueuePair::flush(std::uint32_t nsid, IoCallback cb, void* ctx) {
   NVMUX_RETURN_IF_ERROR(check_submit("flush"));
   if (nsid != kAllNamespaces && (nsid == 0 || nsid > namespaces_.size())) {
-    return Status::error(StatusCode::kInvalidArgument, "qpair '{}' flush: namespace {} does not exist",
-                         options_.name, nsid);
+    return Status::error(StatusCode::kInvalidArgument, "qpair '{}' flush: namespace {} does not exist", options_.name,
+                         nsid);
   }
   if (free_count_ == 0) return queue_full();
   SubmissionEntry c{};
@@ -259,8 +261,7 @@ Status QueuePair::flush(std::uint32_t nsid, IoCallback cb, void* ctx) {
   return {};
 }
 
-Status QueuePair::write_zeroes(std::uint32_t nsid, std::uint64_t lba, std::uint32_t blocks, IoCallback cb,
-                               void* ctx) {
+Status QueuePair::write_zeroes(std::uint32_t nsid, std::uint64_t lba, std::uint32_t blocks, IoCallback cb, void* ctx) {
   NVMUX_RETURN_IF_ERROR(check_submit("write_zeroes"));
   if (nsid == 0 || nsid > namespaces_.size() || blocks == 0 || blocks > kMaxBlocksPerCommand) {
     return Status::error(StatusCode::kInvalidArgument,
@@ -377,8 +378,10 @@ void QueuePair::fail(std::string diagnostic) {
 }
 
 Result<std::uint32_t> QueuePair::process_completions(std::uint32_t max) {
-  if (!on_owner_thread()) [[unlikely]] return wrong_thread("process_completions");
-  if (state_ != State::kActive) [[unlikely]] return failure_;
+  if (!on_owner_thread()) [[unlikely]]
+    return wrong_thread("process_completions");
+  if (state_ != State::kActive) [[unlikely]]
+    return failure_;
   if (sq_doorbell_pending_) ring_sq_doorbell();
   transport_->poll();
 
@@ -411,12 +414,12 @@ Result<std::uint32_t> QueuePair::process_completions(std::uint32_t max) {
 
     const bool cid_ok = cqe.cid < tracker_count_ && trackers_[cqe.cid].state != TrackerState::kFree;
     if (!cid_ok || cqe.sq_id != qid_ || cqe.sq_head >= sq_.size()) [[unlikely]] {
-      fail(fmt::format("qpair '{}' (qid {}) failed: completion does not map to an outstanding command: cid {} ({}), "
-                       "sq id {}, SQ head {}, CQ slot {}, phase {}, {} commands outstanding of {}. Another driver is "
-                       "using this queue, or the device is broken; every outstanding command is aborted",
-                       options_.name, qid_, cqe.cid,
-                       cqe.cid >= tracker_count_ ? "out of range" : "not outstanding", cqe.sq_id, cqe.sq_head, head,
-                       phase ? 1 : 0, stats_.depth, tracker_count_));
+      fail(
+          fmt::format("qpair '{}' (qid {}) failed: completion does not map to an outstanding command: cid {} ({}), "
+                      "sq id {}, SQ head {}, CQ slot {}, phase {}, {} commands outstanding of {}. Another driver is "
+                      "using this queue, or the device is broken; every outstanding command is aborted",
+                      options_.name, qid_, cqe.cid, cqe.cid >= tracker_count_ ? "out of range" : "not outstanding",
+                      cqe.sq_id, cqe.sq_head, head, phase ? 1 : 0, stats_.depth, tracker_count_));
       return failure_;
     }
     sq_head_ = cqe.sq_head;
@@ -440,7 +443,8 @@ Result<std::uint32_t> QueuePair::process_completions(std::uint32_t max) {
       }
       ++stats_.device_errors;
       ++stats_.errors_by_status[static_cast<std::uint16_t>((cqe.sct() << 8) | cqe.sc())];
-      completion.status = Status::error(StatusCode::kIoError, "qpair '{}' cid {} opcode {:#04x} failed after {} "
+      completion.status = Status::error(StatusCode::kIoError,
+                                        "qpair '{}' cid {} opcode {:#04x} failed after {} "
                                         "attempt(s): {}{}",
                                         options_.name, cqe.cid, t.command.opcode, t.attempts,
                                         describe_status(cqe.sct(), cqe.sc()), cqe.dnr() ? ", do not retry" : "");

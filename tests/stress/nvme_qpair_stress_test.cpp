@@ -73,7 +73,8 @@ TEST(NvmeStress, FourQpairsDrivenByFourThreadsVerifyEveryByte) {
       std::uint64_t issued = 0, verified = 0;
       std::vector<std::byte> expect(kSlotBytes);
       while (verified < ios_per_thread) {
-        if (monotonic_ns() > deadline) return fail(fmt::format("deadline: {} of {} verified", verified, ios_per_thread));
+        if (monotonic_ns() > deadline)
+          return fail(fmt::format("deadline: {} of {} verified", verified, ios_per_thread));
         for (std::uint32_t i = 0; i < kDepth; ++i) {
           Slot& s = slots[i];
           std::byte* wbuf = mem.data() + (2 * i) * kSlotBytes;
@@ -143,8 +144,7 @@ TEST(NvmeStress, OwnerRuleRefusesASecondThreadAtOnce) {
   for (const Status* s : {&submit_status, &poll_status, &reset_status}) {
     EXPECT_EQ(s->code(), StatusCode::kWrongThread) << s->to_string();
     EXPECT_NE(s->message().find("qpair 'shared-by-mistake'"), std::string::npos) << s->message();
-    EXPECT_NE(s->message().find("is owned by tid " + std::to_string(current_tid())), std::string::npos)
-        << s->message();
+    EXPECT_NE(s->message().find("is owned by tid " + std::to_string(current_tid())), std::string::npos) << s->message();
     EXPECT_NE(s->message().find("'intruder'"), std::string::npos) << s->message();
   }
   EXPECT_NE(poll_status.message().find("process_completions was called from"), std::string::npos);
@@ -200,7 +200,7 @@ TEST(NvmeStress, SharedQpairWithoutOwnerRuleFailsWithDiagnosticInsteadOfCrashing
   };
   ASSERT_TRUE(qp->read(1, 0, 1, buf.slice(0, 512), cb, &shared).ok());    // cid 0
   ASSERT_TRUE(qp->read(1, 1, 1, buf.slice(512, 512), cb, &shared).ok());  // cid 1
-  ctrl->step();  // both completions are now in the CQ
+  ctrl->step();                                                           // both completions are now in the CQ
 
   Status intruder_status;
   std::thread intruder([&] {

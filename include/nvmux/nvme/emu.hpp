@@ -38,13 +38,14 @@ enum class EmuEngine { kThread, kInline, kManual };
 struct EmuOptions {
   std::string name = "emu0";
   std::vector<NamespaceSpec> namespaces;
-  std::uint32_t max_queue_entries = 1024;            // CAP.MQES + 1, per queue (2..65536)
-  std::uint16_t max_io_queues = 16;                  // I/O SQ/CQ pairs the device grants (1..255)
-  std::uint32_t max_transfer_bytes = 1u << 20;       // MDTS: 4 KiB x a power of two
+  std::uint32_t max_queue_entries = 1024;       // CAP.MQES + 1, per queue (2..65536)
+  std::uint16_t max_io_queues = 16;             // I/O SQ/CQ pairs the device grants (1..255)
+  std::uint32_t max_transfer_bytes = 1u << 20;  // MDTS: 4 KiB x a power of two
   std::uint32_t admin_queue_entries = 32;
   EmuEngine engine = EmuEngine::kThread;
-  int engine_core = -1;                              // kThread: pin the device thread here
-  std::uint32_t latency_us = 0;                      // fixed latency added to every I/O completion
+  int engine_core = -1;                 // kThread: pin the device thread here
+  bool engine_yields_when_idle = true;  // kThread: yield after a run of idle polls (shared machines)
+  std::uint32_t latency_us = 0;         // fixed latency added to every I/O completion
   std::size_t dma_arena_bytes = std::size_t{256} << 20;
   std::uint64_t admin_timeout_ms = 10000;
   // Device clock in ns (latency, delayed completions); empty = monotonic_ns(). Tests pass a manual clock.
@@ -58,6 +59,7 @@ struct FaultRule {
     kDelay,      // execute; post the completion delay_us later (other completions overtake it)
     kDrop,       // execute; never post a completion
     kDuplicate,  // execute; post the completion twice
+    kBadCid,     // execute; post the completion with command id `bad_cid` (a broken or foreign device)
   };
   static constexpr std::uint16_t kAnyIoQueue = 0xffff;
   static constexpr int kAnyOpcode = -1;
@@ -65,20 +67,21 @@ struct FaultRule {
   Kind kind = Kind::kStatus;
   std::uint16_t qid = kAnyIoQueue;  // 0 targets the admin queue; kAnyIoQueue every I/O queue
   int opcode = kAnyOpcode;
-  std::uint32_t skip = 0;           // let this many matching commands through first
-  std::uint32_t count = 1;          // then hit this many (0 = every one from then on)
+  std::uint32_t skip = 0;   // let this many matching commands through first
+  std::uint32_t count = 1;  // then hit this many (0 = every one from then on)
   std::uint16_t status = make_status(GenericStatus::kInternalDeviceError);
   std::uint64_t delay_us = 0;
+  std::uint16_t bad_cid = 0xfffe;
 };
 
 struct EmuDeviceStats {
-  std::uint64_t commands = 0;            // fetched from any SQ
+  std::uint64_t commands = 0;  // fetched from any SQ
   std::uint64_t admin_commands = 0;
   std::uint64_t completions_posted = 0;  // entries written into CQs
   std::uint64_t cq_full_stalls = 0;      // steps in which a CQ was full with completions waiting
   std::uint64_t faults_injected = 0;
   std::uint64_t invalid_doorbell_writes = 0;
-  std::uint64_t bytes_read = 0;          // moved from the medium to host memory
+  std::uint64_t bytes_read = 0;  // moved from the medium to host memory
   std::uint64_t bytes_written = 0;
 };
 
@@ -89,7 +92,7 @@ class EmuController final : public Controller {
   // memory setup), kTimeout/kIoError (bring-up command failed, with the device status).
   static Result<std::unique_ptr<EmuController>> create(EmuOptions options);
   // A ControllerFactory for the shared test suite: `base` with the spec's name and namespaces.
-  static ControllerFactory factory(EmuOptions base);
+  static ControllerFactory factory(const EmuOptions& base);
 
   ~EmuController() override;
 

@@ -7,7 +7,8 @@
 // an NVMe queue pair has exactly one driver, and nvmux makes that rule visible instead of letting
 // two drivers corrupt each other (spdk/spdk#3557, "cpl does not map to outstanding cmd").
 // Nothing here blocks; callbacks run on the owner thread inside process_completions (or inside
-// reset/destruction for aborted commands) and may submit new commands.
+// reset/destruction for aborted commands) and may submit new commands. Destroy a qpair on its
+// owner thread: the destructor deletes the device queues, then aborts what is still outstanding.
 //
 // Submission returns a Status:
 //   ok                accepted; the callback runs exactly once later
@@ -79,8 +80,8 @@ struct NamespaceInfo {
 };
 
 struct IoCompletion {
-  Status status;            // see the contract above
-  CompletionEntry cqe{};    // the device's entry (all zero for kTimeout/kAborted)
+  Status status;          // see the contract above
+  CompletionEntry cqe{};  // the device's entry (all zero for kTimeout/kAborted)
   std::uint16_t cid = 0;
   std::uint32_t attempts = 0;  // 1 + retries
 };
@@ -89,15 +90,15 @@ struct IoCompletion {
 using IoCallback = void (*)(void* ctx, const IoCompletion& completion);
 
 struct QueuePairOptions {
-  std::string name;               // shown in errors; the controller fills "<ctrl>/q<qid>" when empty
+  std::string name;                // shown in errors; the controller fills "<ctrl>/q<qid>" when empty
   std::uint32_t sq_entries = 256;  // submission queue slots; sq_entries - 1 commands in flight
   std::uint32_t cq_entries = 0;    // 0 = same as sq_entries; smaller makes the device stall on a full CQ
   // One SQ tail doorbell write for everything submitted between two polls (written at the start
   // and end of process_completions) and one CQ head write per poll. Off: one SQ doorbell per
   // command and one CQ head doorbell per completion.
   bool delayed_doorbell = false;
-  std::uint64_t timeout_us = 0;    // per command; 0 = no timeout
-  std::uint32_t max_retries = 0;   // resubmissions of a failure with DNR clear
+  std::uint64_t timeout_us = 0;   // per command; 0 = no timeout
+  std::uint32_t max_retries = 0;  // resubmissions of a failure with DNR clear
   // Time source for timeouts (ns, monotonic); empty = monotonic_ns(). Tests pass a manual clock.
   std::function<std::uint64_t()> clock;
   // TEST ONLY. false disables the owner-thread rule (the controller's admin queue, which its own
@@ -110,9 +111,9 @@ struct QueuePairOptions {
 };
 
 struct QueuePairStats {
-  std::uint64_t submitted = 0;         // accepted by submit calls (retries not included)
-  std::uint64_t completed = 0;         // callbacks run, whatever the status
-  std::uint64_t device_errors = 0;     // callbacks with kIoError
+  std::uint64_t submitted = 0;      // accepted by submit calls (retries not included)
+  std::uint64_t completed = 0;      // callbacks run, whatever the status
+  std::uint64_t device_errors = 0;  // callbacks with kIoError
   std::uint64_t timeouts = 0;
   std::uint64_t retries = 0;
   std::uint64_t aborted = 0;
@@ -120,7 +121,7 @@ struct QueuePairStats {
   std::uint64_t queue_full = 0;        // submissions refused with kQueueFull
   std::uint64_t sq_doorbell_writes = 0;
   std::uint64_t cq_doorbell_writes = 0;
-  std::uint32_t depth = 0;             // command ids in use now (outstanding + timed-out)
+  std::uint32_t depth = 0;  // command ids in use now (outstanding + timed-out)
   std::uint32_t max_depth = 0;
   std::map<std::uint16_t, std::uint64_t> errors_by_status;  // key (SCT << 8) | SC, each device error seen
 };
@@ -147,8 +148,10 @@ class QueuePair {
   // Dataset Management with the deallocate attribute; up to kMaxDsmRanges ranges (copied into the
   // command's own DMA page, so `ranges` may live anywhere).
   Status deallocate(std::uint32_t nsid, std::span<const DsmRange> ranges, IoCallback cb, void* ctx);
-  // Any command as given (opcode, nsid, cdw2-15); the qpair fills cid and PRPs for `data`. Skips the
-  // namespace and length checks: tests use it to see what the device answers.
+  // Any command as given (opcode, nsid, cdw2-15); the qpair fills cid, and PRPs for `data` (when
+  // `data` is empty, PRP1/PRP2 stay as given: queue bases for Create I/O SQ/CQ, hand-built PRP
+  // shapes in tests). Skips the namespace and length checks: tests use it to see what the device
+  // answers.
   Status submit_raw(const SubmissionEntry& command, IoVec data, IoCallback cb, void* ctx);
 
   // Reaps up to `max` completions (0 = all available), runs their callbacks, retries retryable
@@ -196,8 +199,7 @@ class QueuePair {
   Status check_data(IoVec data) const;
   // Takes a free id, builds PRPs for `data` (or copies `payload` into the command's own page),
   // writes the SQ entry. The caller checked capacity and data.
-  void start(const SubmissionEntry& command, IoVec data, std::span<const std::byte> payload, IoCallback cb,
-             void* ctx);
+  void start(const SubmissionEntry& command, IoVec data, std::span<const std::byte> payload, IoCallback cb, void* ctx);
   void build_prps(Tracker& t, IoVec data);
   void write_sq_entry(Tracker& t, std::uint16_t cid);
   void ring_sq_doorbell();

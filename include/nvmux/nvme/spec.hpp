@@ -245,29 +245,29 @@ std::string describe_status(std::uint8_t sct, std::uint8_t sc);
 // ---------------------------------------------------------------------------------------------
 
 struct IdentifyController {
-  std::uint16_t vid;               // 0: PCI vendor id
-  std::uint16_t ssvid;             // 2: subsystem vendor id
-  char sn[20];                     // 4: serial number (ASCII, space padded)
-  char mn[40];                     // 24: model number
-  char fr[8];                      // 64: firmware revision
-  std::uint8_t rab;                // 72: recommended arbitration burst
-  std::uint8_t ieee[3];            // 73
-  std::uint8_t cmic;               // 76
-  std::uint8_t mdts;               // 77: max data transfer size, 2^n pages of CAP.MPSMIN; 0 = no limit
-  std::uint16_t cntlid;            // 78: controller id
-  std::uint32_t ver;               // 80: version (same encoding as the VS register)
-  std::uint8_t reserved_84[428];   // 84..511
-  std::uint8_t sqes;               // 512: SQ entry size, required (3:0) and max (7:4), as 2^n
-  std::uint8_t cqes;               // 513: CQ entry size, same encoding
-  std::uint16_t maxcmd;            // 514
-  std::uint32_t nn;                // 516: number of namespaces
-  std::uint16_t oncs;              // 520: optional NVM command support
-  std::uint16_t fuses;             // 522
-  std::uint8_t fna;                // 524
-  std::uint8_t vwc;                // 525: volatile write cache present (bit 0)
-  std::uint16_t awun;              // 526
-  std::uint16_t awupf;             // 528
-  std::uint8_t reserved_530[3566]; // 530..4095
+  std::uint16_t vid;                // 0: PCI vendor id
+  std::uint16_t ssvid;              // 2: subsystem vendor id
+  char sn[20];                      // 4: serial number (ASCII, space padded)
+  char mn[40];                      // 24: model number
+  char fr[8];                       // 64: firmware revision
+  std::uint8_t rab;                 // 72: recommended arbitration burst
+  std::uint8_t ieee[3];             // 73
+  std::uint8_t cmic;                // 76
+  std::uint8_t mdts;                // 77: max data transfer size, 2^n pages of CAP.MPSMIN; 0 = no limit
+  std::uint16_t cntlid;             // 78: controller id
+  std::uint32_t ver;                // 80: version (same encoding as the VS register)
+  std::uint8_t reserved_84[428];    // 84..511
+  std::uint8_t sqes;                // 512: SQ entry size, required (3:0) and max (7:4), as 2^n
+  std::uint8_t cqes;                // 513: CQ entry size, same encoding
+  std::uint16_t maxcmd;             // 514
+  std::uint32_t nn;                 // 516: number of namespaces
+  std::uint16_t oncs;               // 520: optional NVM command support
+  std::uint16_t fuses;              // 522
+  std::uint8_t fna;                 // 524
+  std::uint8_t vwc;                 // 525: volatile write cache present (bit 0)
+  std::uint16_t awun;               // 526
+  std::uint16_t awupf;              // 528
+  std::uint8_t reserved_530[3566];  // 530..4095
 };
 static_assert(sizeof(IdentifyController) == 4096);
 static_assert(offsetof(IdentifyController, sn) == 4);
@@ -299,27 +299,27 @@ static_assert(sizeof(LbaFormat) == 4);
 static_assert(offsetof(LbaFormat, lbads) == 2);
 
 struct IdentifyNamespace {
-  std::uint64_t nsze;              // 0: namespace size in logical blocks
-  std::uint64_t ncap;              // 8: capacity
-  std::uint64_t nuse;              // 16: utilisation
-  std::uint8_t nsfeat;             // 24: bit 2 = DAE (deallocated blocks read back as zeroes...)
-  std::uint8_t nlbaf;              // 25: number of LBA formats, 0's based
-  std::uint8_t flbas;              // 26: formatted LBA size: index into lbaf (3:0)
-  std::uint8_t mc;                 // 27
-  std::uint8_t dpc;                // 28
-  std::uint8_t dps;                // 29
-  std::uint8_t nmic;               // 30
-  std::uint8_t rescap;             // 31
-  std::uint8_t fpi;                // 32
-  std::uint8_t dlfeat;             // 33: bits 2:0 = 001b: deallocated blocks read as zeroes
-  std::uint16_t nawun;             // 34
-  std::uint16_t nawupf;            // 36
-  std::uint16_t nacwu;             // 38
-  std::uint8_t reserved_40[64];    // 40..103
-  std::uint8_t nguid[16];          // 104
-  std::uint8_t eui64[8];           // 120
-  LbaFormat lbaf[64];              // 128..383
-  std::uint8_t reserved_384[3712]; // 384..4095
+  std::uint64_t nsze;               // 0: namespace size in logical blocks
+  std::uint64_t ncap;               // 8: capacity
+  std::uint64_t nuse;               // 16: utilisation
+  std::uint8_t nsfeat;              // 24: bit 2 = DAE (deallocated blocks read back as zeroes...)
+  std::uint8_t nlbaf;               // 25: number of LBA formats, 0's based
+  std::uint8_t flbas;               // 26: formatted LBA size: index into lbaf (3:0)
+  std::uint8_t mc;                  // 27
+  std::uint8_t dpc;                 // 28
+  std::uint8_t dps;                 // 29
+  std::uint8_t nmic;                // 30
+  std::uint8_t rescap;              // 31
+  std::uint8_t fpi;                 // 32
+  std::uint8_t dlfeat;              // 33: bits 2:0 = 001b: deallocated blocks read as zeroes
+  std::uint16_t nawun;              // 34
+  std::uint16_t nawupf;             // 36
+  std::uint16_t nacwu;              // 38
+  std::uint8_t reserved_40[64];     // 40..103
+  std::uint8_t nguid[16];           // 104
+  std::uint8_t eui64[8];            // 120
+  LbaFormat lbaf[64];               // 128..383
+  std::uint8_t reserved_384[3712];  // 384..4095
 };
 static_assert(sizeof(IdentifyNamespace) == 4096);
 static_assert(offsetof(IdentifyNamespace, ncap) == 8);
@@ -335,11 +335,11 @@ static_assert(offsetof(IdentifyNamespace, lbaf) == 128);
 // Controller registers (BAR0), the ones nvmux's emulated controller models.
 // ---------------------------------------------------------------------------------------------
 
-inline constexpr std::uint32_t kRegCap = 0x00;    // 64-bit: MQES (15:0), CQR (16), DSTRD (35:32), MPSMIN (51:48)
+inline constexpr std::uint32_t kRegCap = 0x00;  // 64-bit: MQES (15:0), CQR (16), DSTRD (35:32), MPSMIN (51:48)
 inline constexpr std::uint32_t kRegVs = 0x08;
-inline constexpr std::uint32_t kRegCc = 0x14;     // EN (0), MPS (10:7), IOSQES (19:16), IOCQES (23:20)
-inline constexpr std::uint32_t kRegCsts = 0x1c;   // RDY (0), CFS (1)
-inline constexpr std::uint32_t kRegAqa = 0x24;    // ASQS (11:0), ACQS (27:16), both 0's based
+inline constexpr std::uint32_t kRegCc = 0x14;    // EN (0), MPS (10:7), IOSQES (19:16), IOCQES (23:20)
+inline constexpr std::uint32_t kRegCsts = 0x1c;  // RDY (0), CFS (1)
+inline constexpr std::uint32_t kRegAqa = 0x24;   // ASQS (11:0), ACQS (27:16), both 0's based
 inline constexpr std::uint32_t kRegAsq = 0x28;
 inline constexpr std::uint32_t kRegAcq = 0x30;
 inline constexpr std::uint32_t kRegDoorbellBase = 0x1000;

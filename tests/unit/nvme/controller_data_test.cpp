@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "nvme_test_util.hpp"
-#include "support/test_scale.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/nvme/emu.hpp"
 #include "nvmux/nvme/uring.hpp"
+#include "support/test_scale.hpp"
 
 namespace nvmux::nvme {
 namespace {
@@ -119,7 +119,8 @@ class ControllerData : public ::testing::TestWithParam<Backend> {
       if (i >= depth) wait_done(qp, writes[i - depth]);  // its buffer slot is free again
       std::uint64_t lba = i * blocks_per_io;
       stamp(mem.data() + buf_of(i), io_bytes, stamp_value, lba, ns.block_size);
-      ASSERT_TRUE(qp.write(nsid, lba, blocks_per_io, mem.slice(buf_of(i), io_bytes), Tracked::callback, &writes[i]).ok());
+      ASSERT_TRUE(
+          qp.write(nsid, lba, blocks_per_io, mem.slice(buf_of(i), io_bytes), Tracked::callback, &writes[i]).ok());
     }
     for (auto& w : writes) {
       wait_done(qp, w);
@@ -140,9 +141,9 @@ class ControllerData : public ::testing::TestWithParam<Backend> {
         verify(i - depth);  // the read that used this slot, before the slot is reused
         if (HasFatalFailure()) return;
       }
-      ASSERT_TRUE(qp.read(nsid, i * blocks_per_io, blocks_per_io, mem.slice(buf_of(i), io_bytes), Tracked::callback,
-                          &reads[i])
-                      .ok());
+      ASSERT_TRUE(
+          qp.read(nsid, i * blocks_per_io, blocks_per_io, mem.slice(buf_of(i), io_bytes), Tracked::callback, &reads[i])
+              .ok());
     }
     for (std::uint64_t j = ios > depth ? ios - depth : 0; j < ios; ++j) {
       verify(j);
@@ -153,8 +154,8 @@ class ControllerData : public ::testing::TestWithParam<Backend> {
 };
 
 TEST_P(ControllerData, StampedPatternsSurviveEveryDepthAndTransferSize) {
-  auto ctrl = make({NamespaceSpec{8192, 512, NamespaceBacking::kRam, ""},
-                    NamespaceSpec{2048, 4096, NamespaceBacking::kRam, ""}});
+  auto ctrl = make(
+      {NamespaceSpec{8192, 512, NamespaceBacking::kRam, ""}, NamespaceSpec{2048, 4096, NamespaceBacking::kRam, ""}});
   ASSERT_TRUE(ctrl);
   QueuePairOptions o;
   o.sq_entries = 256;
@@ -163,7 +164,7 @@ TEST_P(ControllerData, StampedPatternsSurviveEveryDepthAndTransferSize) {
   std::uint64_t stamp_value = 1;
   // Sanitizer builds (stress_factor < 1) run a thinner sweep; every transfer size is kept.
   std::vector<std::uint32_t> depths = ::nvmux::test::stress_factor() < 1.0 ? std::vector<std::uint32_t>{1, 32}
-                                                                            : std::vector<std::uint32_t>{1, 4, 32, 128};
+                                                                           : std::vector<std::uint32_t>{1, 4, 32, 128};
   for (std::uint32_t depth : depths) {
     // Blocks per command: one block, under a page, exactly two pages, three pages (first PRP
     // list), 257 x 512 (33 pages, a list with a non-page-multiple length), 128 KiB.
@@ -252,9 +253,9 @@ TEST_P(ControllerData, NullNamespaceCompletesWithoutMovingData) {
 }
 
 TEST_P(ControllerData, FileBackedNamespaceKeepsItsDataAcrossARestart) {
-  std::string path = (std::filesystem::temp_directory_path() /
-                      fmt::format("nvmux-ns-{}-{}.img", ::getpid(), GetParam().name))
-                         .string();
+  std::string path =
+      (std::filesystem::temp_directory_path() / fmt::format("nvmux-ns-{}-{}.img", ::getpid(), GetParam().name))
+          .string();
   std::filesystem::remove(path);
   NamespaceSpec spec{256, 4096, NamespaceBacking::kFile, path};
   {
@@ -310,7 +311,8 @@ INSTANTIATE_TEST_SUITE_P(Backends, ControllerData,
                          ::testing::Values(Backend{"emu_thread", EmuController::factory(emu_base(EmuEngine::kThread))},
                                            Backend{"emu_inline", EmuController::factory(emu_base(EmuEngine::kInline))},
                                            Backend{"uring", UringController::factory(uring_base(true)), false},
-                                           Backend{"uring_buffered", UringController::factory(uring_base(false)), false}),
+                                           Backend{"uring_buffered", UringController::factory(uring_base(false)),
+                                                   false}),
                          [](const ::testing::TestParamInfo<Backend>& info) { return info.param.name; });
 
 }  // namespace

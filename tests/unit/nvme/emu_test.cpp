@@ -147,6 +147,8 @@ TEST_F(EmuAdmin, CreateSubmissionQueueErrors) {
   expect(admin(AdminOpcode::kDeleteIoCq, 1), CommandSpecificStatus::kInvalidQueueIdentifier);
   expect(admin(AdminOpcode::kDeleteIoSq, 0), CommandSpecificStatus::kInvalidQueueIdentifier);
   expect(admin(AdminOpcode::kDeleteIoCq, 0), CommandSpecificStatus::kInvalidQueueIdentifier);
+  expect(admin(AdminOpcode::kDeleteIoSq, 300), CommandSpecificStatus::kInvalidQueueIdentifier);
+  expect(admin(AdminOpcode::kDeleteIoCq, 300), CommandSpecificStatus::kInvalidQueueIdentifier);
 }
 
 TEST_F(EmuAdmin, QpairCreationReportsTheDeviceRefusal) {
@@ -199,7 +201,10 @@ TEST(DmaArena, TranslatesOnlyInsideTheArenaAndReusesFreedMemory) {
   EXPECT_EQ(arena->translate(0, 1), nullptr);
   auto big = arena->alloc(arena->size() + 1);
   EXPECT_EQ(big.status().code(), StatusCode::kUnavailable);
-  { auto b = arena->alloc(4096, 4096).value(); EXPECT_EQ(b.iova() % 4096, 0u); }
+  {
+    auto b = arena->alloc(4096, 4096).value();
+    EXPECT_EQ(b.iova() % 4096, 0u);
+  }
   a.reset();
   EXPECT_EQ(arena->bytes_in_use(), 0u);
   auto all = arena->alloc(arena->size());  // everything coalesced back into one range

@@ -207,6 +207,51 @@ TEST(QueuePair, DeviceRejectsCommandsOutsideItsLimits) {
   EXPECT_EQ(qp->stats().errors_by_status.at(0x0080), 3u);
 }
 
+// submit_raw with no data keeps the caller's PRP1/PRP2, so a test can hand the device PRP shapes
+// nvmux's own driver never builds.
+TEST(QueuePair, DeviceFollowsChainedPrpListsAndRejectsBadOffsets) {
+  auto ctrl = make_emu(manual_options(1024, 512));
+  auto qp = ctrl->create_io_qpair(qp_options(8)).value();
+  auto data = ctrl->dma_alloc(4 * kPageBytes).value();  // pages A, B, C, D
+  auto lists = ctrl->dma_alloc(2 * kPageBytes).value();
+  test::stamp(data.data(), data.size(), 99, 0, 512);
+  // The first list starts 16 bytes before the end of its page: one data entry, then a pointer
+  // to the second list, which holds the last two pages.
+  auto* list1 = reinterpret_cast<std::uint64_t*>(lists.data() + kPageBytes - 16);
+  auto* list2 = reinterpret_cast<std::uint64_t*>(lists.data() + kPageBytes);
+  list1[0] = data.iova() + kPageBytes;
+  list1[1] = lists.iova() + kPageBytes;
+  list2[0] = data.iova() + 2 * kPageBytes;
+  list2[1] = data.iova() + 3 * kPageBytes;
+  SubmissionEntry write{};
+  write.opcode = static_cast<std::uint8_t>(NvmOpcode::kWrite);
+  write.nsid = 1;
+  write.cdw12 = 31;  // 32 blocks = 16 KiB
+  write.prp1 = data.iova();
+  write.prp2 = lists.iova() + kPageBytes - 16;
+  EXPECT_TRUE(run_raw(*ctrl, *qp, write, {}).status.ok());
+
+  auto back = ctrl->dma_alloc(4 * kPageBytes).value();
+  Recorder rec;
+  ASSERT_TRUE(qp->read(1, 0, 32, back.whole(), Recorder::callback, &rec).ok());
+  drive(*ctrl, *qp, rec, 1);
+  ASSERT_TRUE(rec.results.at(0).status.ok());
+  EXPECT_EQ(std::memcmp(back.data(), data.data(), data.size()), 0);
+
+  SubmissionEntry two_pages = write;
+  two_pages.cdw12 = 15;                           // 8 KiB: PRP2 names the second page itself...
+  two_pages.prp2 = data.iova() + kPageBytes + 8;  // ...which must not carry an offset
+  expect_status(run_raw(*ctrl, *qp, two_pages, {}), StatusCodeType::kGeneric, 0x13);
+  SubmissionEntry bad_entry = write;
+  list2[1] = data.iova() + 3 * kPageBytes + 512;  // a list entry with an offset
+  expect_status(run_raw(*ctrl, *qp, bad_entry, {}), StatusCodeType::kGeneric, 0x13);
+  list2[1] = 0x3000;  // a list entry outside DMA memory
+  expect_status(run_raw(*ctrl, *qp, bad_entry, {}), StatusCodeType::kGeneric, 0x04);
+  SubmissionEntry bad_list = write;
+  bad_list.prp2 = 0x5000;  // the list itself outside DMA memory
+  expect_status(run_raw(*ctrl, *qp, bad_list, {}), StatusCodeType::kGeneric, 0x04);
+}
+
 TEST(QueuePair, ErrorStatusWithDoNotRetryReachesTheCaller) {
   auto ctrl = make_emu(manual_options());
   auto o = qp_options(8);
@@ -414,6 +459,30 @@ TEST(QueuePair, DuplicatedCompletionFailsTheQpairWithADiagnostic) {
   ASSERT_TRUE(qp->read(1, 0, 1, buf.whole(), Recorder::callback, &rec).ok());
   drive(*ctrl, *qp, rec, 1);
   EXPECT_EQ(rec.ok_count(), 1u);
+}
+
+TEST(QueuePair, OutOfRangeCommandIdFailsTheQpairWithADiagnostic) {
+  auto ctrl = make_emu(manual_options());
+  auto qp = ctrl->create_io_qpair(qp_options(8)).value();
+  auto buf = ctrl->dma_alloc(512).value();
+  FaultRule rule;
+  rule.kind = FaultRule::Kind::kBadCid;
+  rule.skip = 1;  // the second command's completion names cid 500
+  rule.bad_cid = 500;
+  ctrl->inject_fault(rule);
+  Recorder rec;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(qp->read(1, i, 1, buf.whole(), Recorder::callback, &rec).ok());
+  ctrl->step();
+  auto r = qp->process_completions();
+  ASSERT_FALSE(r.ok());
+  const std::string& why = qp->failure().message();
+  EXPECT_NE(why.find("cid 500 (out of range)"), std::string::npos) << why;
+  EXPECT_NE(why.find("2 commands outstanding of 7"), std::string::npos) << why;
+  ASSERT_EQ(rec.results.size(), 3u);  // cid 0 completed, cids 1 and 2 aborted: nothing hangs
+  EXPECT_TRUE(rec.results[0].status.ok());
+  EXPECT_EQ(rec.results[1].status.code(), StatusCode::kAborted);
+  EXPECT_EQ(rec.results[2].status.code(), StatusCode::kAborted);
+  EXPECT_NE(rec.results[1].status.message().find("does not map"), std::string::npos);
 }
 
 TEST(QueuePair, DestroyingAQpairAbortsOutstandingCommandsAndDeletesItsQueues) {
