@@ -1,0 +1,573 @@
+#include "perf_engine.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <thread>
+
+#include "nvmux/common/cpu.hpp"
+#include "nvmux/nvme/controller.hpp"
+
+namespace nvmux::perf {
+
+namespace {
+
+constexpr std::uint64_t kStampMagic = 0x4652455058564d4eull;  // "NVMXPERF"
+constexpr std::uint64_t kGolden = 0x9e3779b97f4a7c15ull;
+constexpr std::uint64_t kUnknownGeneration = UINT64_MAX;  // a write failed: contents undefined
+constexpr int kMaxUnitPicks = 64;                         // random tries to find a unit not in flight
+constexpr std::uint64_t kPrefillGeneration = 1;
+
+std::uint64_t stamp_word(std::uint64_t lba, std::uint64_t generation, std::size_t word) {
+  return (lba * kGolden) ^ (generation * 0xff51afd7ed558ccdull) ^ (word * 0xc4ceb9fe1a85ec53ull);
+}
+
+// Block layout: [0] LBA, [1] generation, [2] magic, [3..] stamp_word(lba, generation, i).
+void stamp_block(std::byte* block, std::uint32_t block_size, std::uint64_t lba, std::uint64_t generation) {
+  auto* w = reinterpret_cast<std::uint64_t*>(block);
+  w[0] = lba;
+  w[1] = generation;
+  w[2] = kStampMagic;
+  for (std::size_t i = 3; i < block_size / 8; ++i) w[i] = stamp_word(lba, generation, i);
+}
+
+// Empty string when the block holds what (lba, generation) wrote; otherwise what it holds.
+std::string check_block(const std::byte* block, std::uint32_t block_size, std::uint64_t lba, std::uint64_t generation) {
+  const auto* w = reinterpret_cast<const std::uint64_t*>(block);
+  if (w[0] != lba || w[1] != generation || w[2] != kStampMagic) {
+    return fmt::format("header lba {} generation {} magic {:#x}", w[0], w[1], w[2]);
+  }
+  for (std::size_t i = 3; i < block_size / 8; ++i) {
+    if (w[i] != stamp_word(lba, generation, i)) return fmt::format("header ok, word {} of the block differs", i);
+  }
+  return {};
+}
+
+bool pattern_is_random(Pattern p) { return p == Pattern::kRandRead || p == Pattern::kRandWrite || p == Pattern::kRandRw; }
+
+struct Shared {
+  std::atomic<bool> start{false};
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint32_t> ready{0};
+  std::atomic<std::uint32_t> prefilling{0};
+};
+
+class Worker {
+ public:
+  Worker(std::uint32_t index, const PerfParams& params, int read_percent, nvme::Controller& ctrl,
+         const nvme::NamespaceInfo& ns, std::uint64_t first_unit, std::uint64_t units, int core, Shared& shared)
+      : index_(index), params_(params), read_percent_(read_percent), ctrl_(ctrl), ns_(ns), first_unit_(first_unit),
+        units_(units), core_(core), shared_(shared), rng_(params.seed * 1000003u + index),
+        blocks_per_io_(params.io_bytes / ns.block_size) {}
+
+  // The whole life of the queue pair, on this (its owner) thread.
+  void run() {
+    run_on_owner();
+    qp_.reset();  // destroyed on its owner thread, whatever path run_on_owner took
+  }
+
+  const Status& status() const { return status_; }
+  QpairResult& result() { return result_; }
+  std::vector<Mismatch>& mismatches() { return mismatches_; }
+  std::uint64_t progress_ios() const { return progress_ios_.load(std::memory_order_relaxed); }
+
+ private:
+  void run_on_owner() {
+    if (core_ >= 0) {
+      Status pinned = pin_current_thread(core_);
+      if (!pinned.ok()) return fail(pinned);
+    }
+    set_current_thread_name(fmt::format("perf-q{}", index_));
+    nvme::QueuePairOptions qo;
+    qo.sq_entries = std::max<std::uint32_t>(params_.queue_depth + 1, 2);
+    auto qp = ctrl_.create_io_qpair(qo);  // this thread owns it
+    if (!qp.ok()) return fail(qp.status());
+    qp_ = std::move(*qp);
+    result_.name = qp_->name();
+    result_.core = core_;
+    result_.nsid = ns_.nsid;
+    auto mem = ctrl_.dma_alloc(std::size_t{params_.queue_depth} * params_.io_bytes);
+    if (!mem.ok()) return fail(mem.status());
+    buffers_ = std::move(*mem);
+    tasks_.resize(params_.queue_depth);
+    for (std::uint32_t i = 0; i < params_.queue_depth; ++i) {
+      tasks_[i].worker = this;
+      tasks_[i].slot = i;
+      free_slots_.push_back(i);
+    }
+    if (params_.verify) {
+      committed_.assign(units_, 0);
+      busy_.assign(units_, false);
+      if (read_percent_ > 0) {
+        shared_.prefilling.fetch_add(1, std::memory_order_relaxed);  // progress only
+        prefill();
+        shared_.prefilling.fetch_sub(1, std::memory_order_relaxed);
+        if (!status_.ok()) return signal_ready();
+      }
+    }
+    signal_ready();
+    while (!shared_.start.load(std::memory_order_acquire)) {  // the main thread's go, after every prefill
+      if (shared_.stop.load(std::memory_order_relaxed)) return;
+      std::this_thread::yield();
+    }
+    measuring_ = true;
+    std::uint64_t t0 = read_tsc();
+    loop();
+    result_.seconds = static_cast<double>(tsc_to_ns(stop_tsc_ - t0)) / 1e9;
+  }
+
+  struct Task {
+    Worker* worker = nullptr;
+    std::uint32_t slot = 0;
+    std::uint64_t unit = 0;
+    std::uint64_t generation = 0;
+    std::uint64_t submit_tsc = 0;
+    bool read = false;
+  };
+
+  void fail(Status s) {
+    if (status_.ok()) status_ = std::move(s);
+    signal_ready();
+  }
+  void signal_ready() {
+    if (!signalled_) shared_.ready.fetch_add(1, std::memory_order_release);  // publishes status_ to the joiner
+    signalled_ = true;
+  }
+
+  std::byte* buffer(std::uint32_t slot) const { return buffers_.data() + std::size_t{slot} * params_.io_bytes; }
+
+  void prefill() {
+    std::uint64_t next = 0, done = 0;
+    while (done < units_ && status_.ok()) {
+      while (next < units_ && !free_slots_.empty()) {
+        if (!submit(next, /*read=*/false)) break;
+        ++next;
+      }
+      auto r = qp_->process_completions();
+      if (!r.ok()) return fail(r.status());
+      done = prefill_done_;
+    }
+    if (result_.io_errors != 0 && status_.ok()) {
+      fail(Status::error(StatusCode::kIoError, "{}: {} writes failed while prefilling for --verify", result_.name,
+                         result_.io_errors));
+    }
+  }
+
+  void loop() {
+    while (true) {
+      bool stopping = shared_.stop.load(std::memory_order_relaxed);
+      if (stopping && measuring_) {
+        measuring_ = false;
+        stop_tsc_ = read_tsc();
+      }
+      if (!stopping) {
+        while (!free_slots_.empty() && status_.ok()) {
+          bool read = read_percent_ == 100 || (read_percent_ > 0 && static_cast<int>(rng_() % 100) < read_percent_);
+          auto unit = pick_unit();
+          if (!unit || !submit(*unit, read)) break;
+        }
+      } else if (free_slots_.size() == params_.queue_depth) {
+        return;
+      }
+      auto r = qp_->process_completions();
+      if (!r.ok()) {
+        fail(r.status());
+        if (measuring_) stop_tsc_ = read_tsc();
+        return;
+      }
+    }
+  }
+
+  std::optional<std::uint64_t> pick_unit() {
+    for (int tries = 0; tries < kMaxUnitPicks; ++tries) {
+      std::uint64_t unit = pattern_is_random(params_.pattern) ? rng_() % units_ : next_unit_++ % units_;
+      if (!params_.verify || !busy_[unit]) return unit;
+    }
+    return std::nullopt;  // every pick was in flight: poll first
+  }
+
+  // Submits one I/O on a free slot; false when the queue is full (nothing submitted).
+  bool submit(std::uint64_t unit, bool read) {
+    std::uint32_t slot = free_slots_.back();
+    Task& t = tasks_[slot];
+    t.unit = unit;
+    t.read = read;
+    const std::uint64_t lba = (first_unit_ + unit) * blocks_per_io_;
+    if (!read && params_.verify) {
+      std::uint64_t current = committed_[unit];
+      t.generation = current == kUnknownGeneration ? kPrefillGeneration + 1 : current + 1;
+      for (std::uint32_t b = 0; b < blocks_per_io_; ++b) {
+        stamp_block(buffer(slot) + std::size_t{b} * ns_.block_size, ns_.block_size, lba + b, t.generation);
+      }
+    }
+    nvme::IoVec io{buffers_.iova() + std::size_t{slot} * params_.io_bytes, params_.io_bytes};
+    t.submit_tsc = read_tsc();
+    Status s = read ? qp_->read(ns_.nsid, lba, blocks_per_io_, io, &Worker::on_complete, &t)
+                    : qp_->write(ns_.nsid, lba, blocks_per_io_, io, &Worker::on_complete, &t);
+    if (s.code() == StatusCode::kQueueFull) return false;
+    if (!s.ok()) {
+      fail(s);
+      return false;
+    }
+    free_slots_.pop_back();
+    if (params_.verify) busy_[unit] = true;
+    return true;
+  }
+
+  static void on_complete(void* ctx, const nvme::IoCompletion& c) {
+    auto* t = static_cast<Task*>(ctx);
+    t->worker->complete(*t, c);
+  }
+
+  void complete(Task& t, const nvme::IoCompletion& c) {
+    const std::uint64_t latency = read_tsc() - t.submit_tsc;
+    const bool ok = c.status.ok();
+    if (!ok) {
+      ++result_.io_errors;
+      if (first_error_.ok()) first_error_ = c.status;
+    }
+    if (params_.verify) {
+      if (!t.read) {
+        committed_[t.unit] = ok ? t.generation : kUnknownGeneration;
+      } else if (ok && committed_[t.unit] != 0 && committed_[t.unit] != kUnknownGeneration) {
+        verify_read(t);
+      }
+      busy_[t.unit] = false;
+    }
+    if (measuring_) {
+      ++result_.ios;
+      result_.bytes += params_.io_bytes;
+      ++(t.read ? result_.reads : result_.writes);
+      result_.latency_ticks.record(latency);  // TSC ticks here; converted when reported
+      progress_ios_.store(result_.ios, std::memory_order_relaxed);
+    } else if (!shared_.start.load(std::memory_order_relaxed)) {
+      ++prefill_done_;
+    }
+    free_slots_.push_back(t.slot);
+  }
+
+  void verify_read(const Task& t) {
+    const std::uint64_t lba = (first_unit_ + t.unit) * blocks_per_io_;
+    for (std::uint32_t b = 0; b < blocks_per_io_; ++b) {
+      std::string found =
+          check_block(buffer(t.slot) + std::size_t{b} * ns_.block_size, ns_.block_size, lba + b, committed_[t.unit]);
+      if (found.empty()) continue;
+      ++result_.verify_errors;
+      if (mismatches_.size() < params_.max_reported_mismatches) {
+        mismatches_.push_back(Mismatch{index_, ns_.nsid, lba + b, committed_[t.unit], std::move(found)});
+      }
+    }
+  }
+
+  const std::uint32_t index_;
+  const PerfParams& params_;
+  const int read_percent_;
+  nvme::Controller& ctrl_;
+  const nvme::NamespaceInfo ns_;
+  const std::uint64_t first_unit_;
+  const std::uint64_t units_;
+  const int core_;
+  Shared& shared_;
+  std::mt19937_64 rng_;
+  const std::uint32_t blocks_per_io_;
+
+  std::unique_ptr<nvme::QueuePair> qp_;
+  nvme::DmaBuffer buffers_;
+  std::vector<Task> tasks_;
+  std::vector<std::uint32_t> free_slots_;
+  std::vector<std::uint64_t> committed_;  // generation last written per unit (0 = never)
+  std::vector<bool> busy_;                // unit has an I/O in flight
+  std::uint64_t next_unit_ = 0;
+  std::uint64_t prefill_done_ = 0;
+  bool measuring_ = false;
+  bool signalled_ = false;
+  std::uint64_t stop_tsc_ = 0;
+  Status status_;
+  Status first_error_;
+  QpairResult result_;
+  std::vector<Mismatch> mismatches_;
+  std::atomic<std::uint64_t> progress_ios_{0};
+};
+
+double ticks_to_us(std::uint64_t ticks) { return static_cast<double>(tsc_to_ns(ticks)) / 1000.0; }
+
+nlohmann::json latency_json(const Histogram& h) {
+  return {{"avg", h.count() ? ticks_to_us(static_cast<std::uint64_t>(h.mean())) : 0.0},
+          {"min", ticks_to_us(h.min())},
+          {"max", ticks_to_us(h.max())},
+          {"p50", ticks_to_us(h.percentile(50))},
+          {"p90", ticks_to_us(h.percentile(90))},
+          {"p99", ticks_to_us(h.percentile(99))},
+          {"p999", ticks_to_us(h.percentile(99.9))},
+          {"p9999", ticks_to_us(h.percentile(99.99))}};
+}
+
+double iops_of(const QpairResult& r) { return r.seconds > 0 ? static_cast<double>(r.ios) / r.seconds : 0; }
+double mib_of(const QpairResult& r) { return r.seconds > 0 ? static_cast<double>(r.bytes) / r.seconds / 1048576.0 : 0; }
+
+}  // namespace
+
+Result<Pattern> parse_pattern(std::string_view name) {
+  if (name == "read") return Pattern::kRead;
+  if (name == "write") return Pattern::kWrite;
+  if (name == "randread") return Pattern::kRandRead;
+  if (name == "randwrite") return Pattern::kRandWrite;
+  if (name == "rw") return Pattern::kRw;
+  if (name == "randrw") return Pattern::kRandRw;
+  return Status::error(StatusCode::kInvalidArgument,
+                       "-w {}: unknown pattern (read, write, randread, randwrite, rw, randrw)", name);
+}
+
+std::string_view to_string(Pattern pattern) {
+  switch (pattern) {
+    case Pattern::kRead: return "read";
+    case Pattern::kWrite: return "write";
+    case Pattern::kRandRead: return "randread";
+    case Pattern::kRandWrite: return "randwrite";
+    case Pattern::kRw: return "rw";
+    case Pattern::kRandRw: return "randrw";
+  }
+  return "?";
+}
+
+Result<PerfReport> run_perf(const PerfParams& params, const ProgressFn& progress) {
+  PerfReport report;
+  report.params = params;
+  if (params.queue_depth == 0 || params.queue_depth > 4095) {
+    return Status::error(StatusCode::kInvalidArgument, "-q {}: queue depth must be 1..4095", params.queue_depth);
+  }
+  if (params.io_bytes == 0 || params.io_bytes % 512 != 0) {
+    return Status::error(StatusCode::kInvalidArgument, "-o {}: I/O size must be a positive multiple of 512",
+                         params.io_bytes);
+  }
+  if (!(params.seconds > 0)) return Status::error(StatusCode::kInvalidArgument, "-t {}: time must be > 0", params.seconds);
+  if (params.qpairs == 0 || params.qpairs > 64) {
+    return Status::error(StatusCode::kInvalidArgument, "--qpairs {}: must be 1..64", params.qpairs);
+  }
+  bool mixed = params.pattern == Pattern::kRw || params.pattern == Pattern::kRandRw;
+  int read_percent = params.read_percent;
+  if (read_percent >= 0 && !mixed) {
+    return Status::error(StatusCode::kInvalidArgument, "-M applies to -w rw and randrw only (got -w {})",
+                         to_string(params.pattern));
+  }
+  if (read_percent > 100) return Status::error(StatusCode::kInvalidArgument, "-M {}: a percentage 0..100", read_percent);
+  if (read_percent < 0) {
+    read_percent = mixed ? 50 : (params.pattern == Pattern::kRead || params.pattern == Pattern::kRandRead) ? 100 : 0;
+  }
+  report.read_percent = read_percent;
+  for (int core : params.cores) {
+    if (core < 0 || core >= online_cores()) {
+      return Status::error(StatusCode::kInvalidArgument, "--cores: core {} does not exist (this machine has 0..{})", core,
+                           online_cores() - 1);
+    }
+  }
+
+  // DMA memory: the I/O buffers plus each queue's SQ, CQ and PRP pages, with room to spare.
+  nvme::BackendOptions backend = params.backend;
+  const std::size_t per_qpair = std::size_t{params.queue_depth} * params.io_bytes +
+                                std::size_t{params.queue_depth + 1} * (nvme::kPageBytes + 64 + 16) + (1u << 20);
+  backend.dma_arena_bytes = std::max<std::size_t>(backend.dma_arena_bytes, per_qpair * params.qpairs + (8u << 20));
+  backend.max_io_queues = static_cast<std::uint16_t>(std::max<std::uint32_t>(backend.max_io_queues, params.qpairs));
+  auto ctrl = nvme::open_controller(backend);
+  if (!ctrl.ok()) return ctrl.status();
+  nvme::Controller& controller = **ctrl;
+  report.controller = controller.name();
+  const auto& namespaces = controller.namespaces();
+  if (params.io_bytes > controller.info().max_transfer_bytes && controller.info().max_transfer_bytes != 0) {
+    return Status::error(StatusCode::kInvalidArgument, "-o {}: above the controller's {}-byte transfer limit",
+                         params.io_bytes, controller.info().max_transfer_bytes);
+  }
+
+  // Regions: with --verify, queue pairs sharing a namespace split it.
+  std::vector<std::uint32_t> sharing(namespaces.size(), 0);
+  for (std::uint32_t i = 0; i < params.qpairs; ++i) ++sharing[i % namespaces.size()];
+  Shared shared;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::uint32_t> seen(namespaces.size(), 0);
+  for (std::uint32_t i = 0; i < params.qpairs; ++i) {
+    const nvme::NamespaceInfo& ns = namespaces[i % namespaces.size()];
+    if (params.io_bytes % ns.block_size != 0) {
+      return Status::error(StatusCode::kInvalidArgument, "-o {}: not a multiple of namespace {}'s {}-byte blocks",
+                           params.io_bytes, ns.nsid, ns.block_size);
+    }
+    std::uint64_t units = ns.blocks / (params.io_bytes / ns.block_size);
+    std::uint64_t first = 0;
+    if (params.verify) {
+      std::uint32_t k = seen[i % namespaces.size()]++;
+      std::uint32_t m = sharing[i % namespaces.size()];
+      first = units * k / m;
+      units = units * (k + 1) / m - first;
+      if (units < 2ull * params.queue_depth) {
+        return Status::error(StatusCode::kInvalidArgument,
+                             "--verify: namespace {} gives each queue pair {} I/O units, fewer than twice -q {}; use a "
+                             "larger namespace, a smaller -q or fewer --qpairs",
+                             ns.nsid, units, params.queue_depth);
+      }
+    } else if (units == 0) {
+      return Status::error(StatusCode::kInvalidArgument, "-o {}: larger than namespace {}", params.io_bytes, ns.nsid);
+    }
+    int core = params.cores.empty() ? -1 : params.cores[i % params.cores.size()];
+    workers.push_back(
+        std::make_unique<Worker>(i, report.params, read_percent, controller, ns, first, units, core, shared));
+  }
+
+  std::vector<std::thread> threads;
+  for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
+  auto wait_start = std::chrono::steady_clock::now();
+  while (shared.ready.load(std::memory_order_acquire) < workers.size()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (progress && shared.prefilling.load(std::memory_order_relaxed) != 0) {
+      Progress p;
+      p.prefill = true;
+      p.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
+      progress(p);
+    }
+  }
+  report.prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
+  bool setup_failed = false;
+  for (auto& w : workers) setup_failed = setup_failed || !w->status().ok();
+  if (setup_failed) {
+    shared.stop.store(true);
+  } else {
+    shared.start.store(true, std::memory_order_release);  // every worker is ready: go
+    auto t0 = std::chrono::steady_clock::now();
+    std::uint64_t last_ios = 0;
+    double last_report = 0;
+    while (true) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (elapsed >= params.seconds) break;
+      if (progress && elapsed - last_report >= 1.0) {
+        std::uint64_t ios = 0;
+        for (auto& w : workers) ios += w->progress_ios();
+        progress(Progress{elapsed, params.seconds, ios, static_cast<double>(ios - last_ios) / (elapsed - last_report),
+                          false});
+        last_ios = ios;
+        last_report = elapsed;
+      }
+    }
+    shared.stop.store(true, std::memory_order_relaxed);
+  }
+  for (auto& t : threads) t.join();
+
+  for (auto& w : workers) {
+    if (!w->status().ok()) return Status(w->status().code(), w->status().message());
+  }
+  report.total.name = "Total";
+  double max_seconds = 0;
+  for (auto& w : workers) {
+    QpairResult& r = w->result();
+    report.total.ios += r.ios;
+    report.total.bytes += r.bytes;
+    report.total.reads += r.reads;
+    report.total.writes += r.writes;
+    report.total.io_errors += r.io_errors;
+    report.total.verify_errors += r.verify_errors;
+    report.total.latency_ticks.merge(r.latency_ticks);
+    max_seconds = std::max(max_seconds, r.seconds);
+    for (auto& m : w->mismatches()) {
+      if (report.mismatches.size() < params.max_reported_mismatches) report.mismatches.push_back(m);
+    }
+    report.qpairs.push_back(r);
+  }
+  report.total.seconds = max_seconds;
+  // Total IOPS is the sum of the queue pairs' rates (each measured over its own window).
+  return report;
+}
+
+std::string format_report(const PerfReport& report) {
+  const PerfParams& p = report.params;
+  std::string out;
+  out += fmt::format("nvmux-perf: backend {}, {} ({}% reads), {} B I/Os, queue depth {}, {} queue pair(s), {:.1f} s{}\n",
+                     nvme::to_string(p.backend.backend), to_string(p.pattern), report.read_percent, p.io_bytes,
+                     p.queue_depth, p.qpairs, p.seconds, p.verify ? ", verify" : "");
+  out += "========================================================\n";
+  out += fmt::format("{:<44}{:>58}\n", "", "Latency(us)");
+  out += fmt::format("{:<44}: {:>12} {:>10} {:>10} {:>10} {:>10}\n", "Device Information", "IOPS", "MiB/s", "Average",
+                     "min", "max");
+  double total_iops = 0, total_mib = 0;
+  auto row = [&out](const std::string& label, double iops, double mib, const Histogram& h) {
+    out += fmt::format("{:<44}: {:>12.2f} {:>10.2f} {:>10.2f} {:>10.2f} {:>10.2f}\n", label, iops, mib,
+                       h.count() ? ticks_to_us(static_cast<std::uint64_t>(h.mean())) : 0.0, ticks_to_us(h.min()),
+                       ticks_to_us(h.max()));
+  };
+  for (const QpairResult& r : report.qpairs) {
+    std::string label = fmt::format("{} ns {}{}", r.name, r.nsid, r.core >= 0 ? fmt::format(" from core {}", r.core) : "");
+    row(label, iops_of(r), mib_of(r), r.latency_ticks);
+    total_iops += iops_of(r);
+    total_mib += mib_of(r);
+  }
+  out += "========================================================\n";
+  row("Total", total_iops, total_mib, report.total.latency_ticks);
+  if (p.latency_percentiles) {
+    out += fmt::format("\nLatency percentiles (us):\n{:<44}: {:>9} {:>9} {:>9} {:>9} {:>9}\n", "", "p50", "p90", "p99",
+                       "p99.9", "p99.99");
+    auto pct_row = [&out](const std::string& label, const Histogram& h) {
+      out += fmt::format("{:<44}: {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f}\n", label, ticks_to_us(h.percentile(50)),
+                         ticks_to_us(h.percentile(90)), ticks_to_us(h.percentile(99)), ticks_to_us(h.percentile(99.9)),
+                         ticks_to_us(h.percentile(99.99)));
+    };
+    for (const QpairResult& r : report.qpairs) pct_row(r.name, r.latency_ticks);
+    pct_row("Total", report.total.latency_ticks);
+  }
+  if (report.total.io_errors != 0) out += fmt::format("\nI/O errors: {}\n", report.total.io_errors);
+  if (p.verify) {
+    out += fmt::format("\nverify: {} reads checked block by block, {} mismatching blocks{}\n", report.total.reads,
+                       report.total.verify_errors, report.total.verify_errors == 0 ? "" : ":");
+    for (const Mismatch& m : report.mismatches) {
+      out += fmt::format("  qpair {} ns {} LBA {}: expected generation {}, found {}\n", m.qpair, m.nsid, m.lba,
+                         m.expected_generation, m.found);
+    }
+  }
+  return out;
+}
+
+nlohmann::json report_to_json(const PerfReport& report) {
+  const PerfParams& p = report.params;
+  nlohmann::json ns = nlohmann::json::array();
+  for (const auto& a : p.backend.namespaces) ns.push_back(a.text);
+  nlohmann::json j;
+  j["params"] = {{"backend", nvme::to_string(p.backend.backend)},
+                 {"namespaces", ns},
+                 {"queue_depth", p.queue_depth},
+                 {"io_bytes", p.io_bytes},
+                 {"pattern", to_string(p.pattern)},
+                 {"read_percent", report.read_percent},
+                 {"seconds", p.seconds},
+                 {"qpairs", p.qpairs},
+                 {"cores", p.cores},
+                 {"verify", p.verify},
+                 {"controller", report.controller}};
+  j["qpairs"] = nlohmann::json::array();
+  double total_iops = 0, total_mib = 0;
+  for (const QpairResult& r : report.qpairs) {
+    j["qpairs"].push_back({{"name", r.name},
+                           {"core", r.core},
+                           {"nsid", r.nsid},
+                           {"ios", r.ios},
+                           {"iops", iops_of(r)},
+                           {"mib_per_sec", mib_of(r)},
+                           {"latency_us", latency_json(r.latency_ticks)},
+                           {"io_errors", r.io_errors},
+                           {"verify_errors", r.verify_errors}});
+    total_iops += iops_of(r);
+    total_mib += mib_of(r);
+  }
+  j["total"] = {{"ios", report.total.ios},
+                {"iops", total_iops},
+                {"mib_per_sec", total_mib},
+                {"latency_us", latency_json(report.total.latency_ticks)},
+                {"io_errors", report.total.io_errors}};
+  j["verify_errors"] = report.total.verify_errors;
+  j["mismatches"] = nlohmann::json::array();
+  for (const Mismatch& m : report.mismatches) {
+    j["mismatches"].push_back({{"qpair", m.qpair}, {"nsid", m.nsid}, {"lba", m.lba},
+                               {"expected_generation", m.expected_generation}, {"found", m.found}});
+  }
+  return j;
+}
+
+}  // namespace nvmux::perf

@@ -1,0 +1,112 @@
+#pragma once
+// DMA memory model shared by the driver and a controller backend.
+//
+// A DmaArena is one contiguous region the "device" can reach. Every byte in it has an I/O virtual
+// address (IOVA) = iova_base + offset, deliberately unrelated to the host pointer, so code that
+// puts a host pointer where an IOVA belongs fails translation instead of working by accident.
+// PRP entries carry IOVAs; the device turns them back into host pointers with translate(), which
+// refuses any range that is not wholly inside the arena (a bad PRP is a status, never a crash).
+//
+// Threading: DmaArena is thread-safe. alloc() and buffer release take a mutex (setup path only);
+// translate() is lock-free and may run on the device thread at the same time. A DmaBuffer is a
+// move-only handle owned by one thread at a time; the bytes it names are shared with the device
+// under the queue's ordering rules (qpair.hpp). Buffers keep their arena alive.
+//
+// Errors: alloc() returns kInvalidArgument (size 0, alignment not a power of two or above the page)
+// or kUnavailable (arena exhausted or too fragmented, with the sizes in the message).
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+
+#include "nvmux/common/status.hpp"
+
+namespace nvmux::nvme {
+
+// A device-visible byte range: where the device should read or write.
+struct IoVec {
+  std::uint64_t iova = 0;
+  std::uint32_t bytes = 0;
+};
+
+class DmaArena;
+
+class DmaBuffer {
+ public:
+  DmaBuffer() = default;
+  DmaBuffer(DmaBuffer&& other) noexcept { *this = std::move(other); }
+  DmaBuffer& operator=(DmaBuffer&& other) noexcept;
+  DmaBuffer(const DmaBuffer&) = delete;
+  DmaBuffer& operator=(const DmaBuffer&) = delete;
+  ~DmaBuffer() { reset(); }
+
+  std::byte* data() const { return data_; }
+  std::uint64_t iova() const { return iova_; }
+  std::size_t size() const { return size_; }
+  std::span<std::byte> bytes() const { return {data_, size_}; }
+  bool valid() const { return data_ != nullptr; }
+  // The device view of [offset, offset + len); asserts the range lies inside the buffer.
+  IoVec slice(std::size_t offset, std::size_t len) const {
+    NVMUX_ASSERT(offset <= size_ && len <= size_ - offset && len <= UINT32_MAX,
+                 "DmaBuffer slice [{}, +{}) outside a {}-byte buffer", offset, len, size_);
+    return IoVec{iova_ + offset, static_cast<std::uint32_t>(len)};
+  }
+  IoVec whole() const { return slice(0, size_); }
+  // Returns the memory to its arena now (the destructor does the same).
+  void reset();
+
+ private:
+  friend class DmaArena;
+  std::shared_ptr<DmaArena> arena_;
+  std::byte* data_ = nullptr;
+  std::uint64_t iova_ = 0;
+  std::size_t size_ = 0;
+  std::size_t reserved_ = 0;  // bytes taken from the arena (size rounded up)
+};
+
+class DmaArena : public std::enable_shared_from_this<DmaArena> {
+ public:
+  // Default IOVA base: far from typical user-space pointers and not page zero.
+  static constexpr std::uint64_t kDefaultIovaBase = 0x0000'4000'0000'0000ull;
+  static constexpr std::size_t kAllocGranuleBytes = 64;
+
+  // Maps `bytes` (rounded up to 4 KiB) of anonymous memory, reserved lazily (MAP_NORESERVE).
+  // Errors: kInvalidArgument (bytes 0), kInternal (mmap failed).
+  static Result<std::shared_ptr<DmaArena>> create(std::size_t bytes, std::uint64_t iova_base = kDefaultIovaBase);
+
+  DmaArena(const DmaArena&) = delete;
+  DmaArena& operator=(const DmaArena&) = delete;
+  ~DmaArena();
+
+  // Zero-filled memory of `bytes`, aligned to `align` (power of two, at most 4096). Thread-safe.
+  Result<DmaBuffer> alloc(std::size_t bytes, std::size_t align = 4096);
+
+  // Host pointer for [iova, iova + len), or nullptr when any byte lies outside the arena.
+  // Lock-free; the device's only way into host memory.
+  std::byte* translate(std::uint64_t iova, std::size_t len) const {
+    std::uint64_t offset = iova - iova_base_;  // wraps to a huge value below the base
+    if (iova < iova_base_ || offset > size_ || len > size_ - offset) return nullptr;
+    return base_ + offset;
+  }
+
+  std::uint64_t iova_base() const { return iova_base_; }
+  std::size_t size() const { return size_; }
+  std::size_t bytes_in_use() const;
+
+ private:
+  DmaArena(std::byte* base, std::size_t size, std::uint64_t iova_base);
+  void release(std::size_t offset, std::size_t bytes);
+  friend class DmaBuffer;
+
+  std::byte* const base_;
+  const std::size_t size_;
+  const std::uint64_t iova_base_;
+  mutable std::mutex mutex_;
+  std::map<std::size_t, std::size_t> free_;  // offset -> bytes, coalesced
+  std::size_t in_use_ = 0;
+};
+
+}  // namespace nvmux::nvme

@@ -1,0 +1,117 @@
+#include "nvmux/nvme/dma.hpp"
+
+#include <sys/mman.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstring>
+
+namespace nvmux::nvme {
+
+namespace {
+constexpr std::size_t kArenaPageBytes = 4096;
+std::size_t round_up(std::size_t v, std::size_t to) { return (v + to - 1) / to * to; }
+}  // namespace
+
+DmaBuffer& DmaBuffer::operator=(DmaBuffer&& other) noexcept {
+  if (this != &other) {
+    reset();
+    arena_ = std::move(other.arena_);
+    data_ = std::exchange(other.data_, nullptr);
+    iova_ = std::exchange(other.iova_, 0);
+    size_ = std::exchange(other.size_, 0);
+    reserved_ = std::exchange(other.reserved_, 0);
+  }
+  return *this;
+}
+
+void DmaBuffer::reset() {
+  if (arena_) {
+    arena_->release(static_cast<std::size_t>(iova_ - arena_->iova_base()), reserved_);
+    arena_.reset();
+  }
+  data_ = nullptr;
+  iova_ = 0;
+  size_ = 0;
+  reserved_ = 0;
+}
+
+Result<std::shared_ptr<DmaArena>> DmaArena::create(std::size_t bytes, std::uint64_t iova_base) {
+  if (bytes == 0) return Status::error(StatusCode::kInvalidArgument, "DMA arena of 0 bytes");
+  if (iova_base % kArenaPageBytes != 0) {
+    return Status::error(StatusCode::kInvalidArgument, "DMA arena IOVA base {:#x} is not page aligned", iova_base);
+  }
+  bytes = round_up(bytes, kArenaPageBytes);
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return Status::from_errno(errno, fmt::format("mmap of a {}-byte DMA arena", bytes));
+  return std::shared_ptr<DmaArena>(new DmaArena(static_cast<std::byte*>(p), bytes, iova_base));
+}
+
+DmaArena::DmaArena(std::byte* base, std::size_t size, std::uint64_t iova_base)
+    : base_(base), size_(size), iova_base_(iova_base) {
+  free_.emplace(0, size);
+}
+
+DmaArena::~DmaArena() { ::munmap(base_, size_); }
+
+std::size_t DmaArena::bytes_in_use() const {
+  std::lock_guard lock(mutex_);
+  return in_use_;
+}
+
+Result<DmaBuffer> DmaArena::alloc(std::size_t bytes, std::size_t align) {
+  if (bytes == 0) return Status::error(StatusCode::kInvalidArgument, "DMA allocation of 0 bytes");
+  if (!std::has_single_bit(align) || align > kArenaPageBytes) {
+    return Status::error(StatusCode::kInvalidArgument, "DMA alignment {} is not a power of two up to {}", align,
+                         kArenaPageBytes);
+  }
+  if (align < kAllocGranuleBytes) align = kAllocGranuleBytes;
+  std::size_t need = round_up(bytes, kAllocGranuleBytes);
+  std::lock_guard lock(mutex_);
+  for (auto it = free_.begin(); it != free_.end(); ++it) {
+    auto [offset, len] = *it;
+    std::size_t start = round_up(offset, align);
+    if (start - offset > len || len - (start - offset) < need) continue;
+    // Split the free range into [offset, start) and [start + need, offset + len).
+    free_.erase(it);
+    if (start > offset) free_.emplace(offset, start - offset);
+    if (offset + len > start + need) free_.emplace(start + need, offset + len - (start + need));
+    in_use_ += need;
+    DmaBuffer buf;
+    buf.arena_ = shared_from_this();
+    buf.data_ = base_ + start;
+    buf.iova_ = iova_base_ + start;
+    buf.size_ = bytes;
+    buf.reserved_ = need;
+    std::memset(buf.data_, 0, need);
+    return buf;
+  }
+  return Status::error(StatusCode::kUnavailable,
+                       "DMA arena of {} bytes cannot fit {} bytes aligned to {} ({} bytes in use)", size_, bytes, align,
+                       in_use_);
+}
+
+void DmaArena::release(std::size_t offset, std::size_t bytes) {
+  std::lock_guard lock(mutex_);
+  NVMUX_ASSERT(in_use_ >= bytes, "DMA arena releases {} bytes with only {} in use", bytes, in_use_);
+  in_use_ -= bytes;
+  auto next = free_.lower_bound(offset);
+  NVMUX_ASSERT(next == free_.end() || next->first >= offset + bytes, "DMA release [{}, +{}) overlaps a free range",
+               offset, bytes);
+  // Coalesce with the neighbours.
+  if (next != free_.end() && next->first == offset + bytes) {
+    bytes += next->second;
+    next = free_.erase(next);
+  }
+  if (next != free_.begin()) {
+    auto prev = std::prev(next);
+    NVMUX_ASSERT(prev->first + prev->second <= offset, "DMA release [{}, +{}) overlaps a free range", offset, bytes);
+    if (prev->first + prev->second == offset) {
+      prev->second += bytes;
+      return;
+    }
+  }
+  free_.emplace(offset, bytes);
+}
+
+}  // namespace nvmux::nvme

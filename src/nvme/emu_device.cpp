@@ -1,0 +1,558 @@
+#include "emu_device.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+
+#include "nvmux/common/cpu.hpp"
+
+namespace nvmux::nvme {
+
+namespace {
+
+constexpr std::uint16_t kDnr = 1;  // every error the emu device returns is final
+constexpr std::uint32_t kIdentifyBytes = 4096;
+constexpr std::uint32_t kActiveNsListMax = kIdentifyBytes / 4;
+constexpr std::uint64_t kUntimed = UINT64_MAX;  // step() without a clock read: everything is due
+
+std::uint16_t st(GenericStatus sc) { return make_status(sc, sc != GenericStatus::kSuccess && kDnr); }
+std::uint16_t st(CommandSpecificStatus sc) { return make_status(sc, kDnr); }
+constexpr std::uint16_t kOk = 0;
+
+void put_ascii(char* field, std::size_t width, std::string_view text) {
+  std::memset(field, ' ', width);
+  std::memcpy(field, text.data(), std::min(width, text.size()));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// NamespaceStore
+// ---------------------------------------------------------------------------------------------
+
+Result<std::unique_ptr<NamespaceStore>> NamespaceStore::open(const NamespaceSpec& spec) {
+  if (spec.block_size != 512 && spec.block_size != 4096) {
+    return Status::error(StatusCode::kInvalidArgument, "namespace block size {} is not 512 or 4096", spec.block_size);
+  }
+  if (spec.blocks == 0 || spec.blocks > (std::uint64_t{1} << 40) / spec.block_size) {
+    return Status::error(StatusCode::kInvalidArgument, "namespace of {} blocks is empty or above 1 TiB", spec.blocks);
+  }
+  std::unique_ptr<NamespaceStore> ns(new NamespaceStore());
+  ns->blocks_ = spec.blocks;
+  ns->block_size_ = spec.block_size;
+  ns->bytes_ = static_cast<std::size_t>(spec.blocks * spec.block_size);
+  switch (spec.backing) {
+    case NamespaceBacking::kNull:
+      return ns;
+    case NamespaceBacking::kRam: {
+      void* p = ::mmap(nullptr, ns->bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (p == MAP_FAILED) return Status::from_errno(errno, fmt::format("mmap of a {}-byte namespace", ns->bytes_));
+      ns->data_ = static_cast<std::byte*>(p);
+      return ns;
+    }
+    case NamespaceBacking::kFile: {
+      if (spec.path.empty()) return Status::error(StatusCode::kInvalidArgument, "file-backed namespace without a path");
+      ns->fd_ = ::open(spec.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      if (ns->fd_ < 0) return Status::from_errno(errno, fmt::format("open {}", spec.path));
+      struct stat sb {};
+      if (::fstat(ns->fd_, &sb) != 0) return Status::from_errno(errno, fmt::format("fstat {}", spec.path));
+      if (static_cast<std::size_t>(sb.st_size) < ns->bytes_ &&
+          ::ftruncate(ns->fd_, static_cast<off_t>(ns->bytes_)) != 0) {
+        return Status::from_errno(errno, fmt::format("ftruncate {} to {} bytes", spec.path, ns->bytes_));
+      }
+      void* p = ::mmap(nullptr, ns->bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, ns->fd_, 0);
+      if (p == MAP_FAILED) return Status::from_errno(errno, fmt::format("mmap {}", spec.path));
+      ns->data_ = static_cast<std::byte*>(p);
+      return ns;
+    }
+  }
+  return Status::error(StatusCode::kInvalidArgument, "unknown namespace backing");
+}
+
+NamespaceStore::~NamespaceStore() {
+  if (data_ != nullptr) {
+    if (fd_ >= 0) ::msync(data_, bytes_, MS_SYNC);
+    ::munmap(data_, bytes_);
+  }
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool NamespaceStore::sync() { return fd_ < 0 || ::msync(data_, bytes_, MS_SYNC) == 0; }
+
+// ---------------------------------------------------------------------------------------------
+// EmuDevice
+// ---------------------------------------------------------------------------------------------
+
+EmuDevice::EmuDevice(Config config, std::shared_ptr<DmaArena> arena,
+                     std::vector<std::unique_ptr<NamespaceStore>> namespaces)
+    : config_(std::move(config)),
+      arena_(std::move(arena)),
+      namespaces_(std::move(namespaces)),
+      // MQES (15:0, 0's based), CQR (16) = contiguous queues required, TO (31:24) in 500 ms units,
+      // DSTRD (35:32), MPSMIN = MPSMAX = 0 (4 KiB pages).
+      cap_(std::uint64_t{config_.max_queue_entries - 1} | (std::uint64_t{1} << 16) | (std::uint64_t{20} << 24) |
+           (std::uint64_t{kDoorbellStrideShift} << 32)),
+      doorbells_(new DoorbellLine[std::size_t{2} * (config_.max_io_queues + 1u)]),
+      sqs_(config_.max_io_queues + 1u),
+      cqs_(config_.max_io_queues + 1u),
+      granted_sqs_(config_.max_io_queues),
+      granted_cqs_(config_.max_io_queues),
+      scratch_(kIdentifyBytes) {}
+
+std::uint64_t EmuDevice::now() const { return config_.clock ? config_.clock() : monotonic_ns(); }
+
+EmuDeviceStats EmuDevice::stats() const {
+  EmuDeviceStats s;
+  s.commands = commands_.load(std::memory_order_relaxed);
+  s.admin_commands = admin_commands_.load(std::memory_order_relaxed);
+  s.completions_posted = completions_posted_.load(std::memory_order_relaxed);
+  s.cq_full_stalls = cq_full_stalls_.load(std::memory_order_relaxed);
+  s.faults_injected = faults_injected_.load(std::memory_order_relaxed);
+  s.invalid_doorbell_writes = invalid_doorbell_writes_.load(std::memory_order_relaxed);
+  s.bytes_read = bytes_read_.load(std::memory_order_relaxed);
+  s.bytes_written = bytes_written_.load(std::memory_order_relaxed);
+  return s;
+}
+
+void EmuDevice::inject_fault(const FaultRule& rule) {
+  std::lock_guard lock(fault_mutex_);
+  faults_.push_back(ActiveFault{rule, rule.skip, rule.count, false});
+  has_faults_.store(true, std::memory_order_release);  // the rule list before the flag the device checks
+}
+
+void EmuDevice::clear_faults() {
+  std::lock_guard lock(fault_mutex_);
+  faults_.clear();
+  has_faults_.store(false, std::memory_order_relaxed);  // the mutex orders the list itself
+}
+
+std::optional<FaultRule> EmuDevice::match_fault(std::uint16_t qid, std::uint8_t opcode) {
+  if (!has_faults_.load(std::memory_order_acquire)) return std::nullopt;  // pairs with inject_fault
+  std::lock_guard lock(fault_mutex_);
+  for (ActiveFault& f : faults_) {
+    if (f.exhausted) continue;
+    bool queue_match = f.rule.qid == FaultRule::kAnyIoQueue ? qid != 0 : f.rule.qid == qid;
+    if (!queue_match || (f.rule.opcode != FaultRule::kAnyOpcode && f.rule.opcode != opcode)) continue;
+    if (f.skip_left > 0) {
+      --f.skip_left;
+      continue;
+    }
+    if (f.rule.count != 0 && --f.hits_left == 0) f.exhausted = true;
+    add(faults_injected_, 1);
+    return f.rule;
+  }
+  return std::nullopt;
+}
+
+bool EmuDevice::any_io_queue() const {
+  for (std::size_t q = 1; q < sqs_.size(); ++q) {
+    if (sqs_[q].exists || cqs_[q].exists) return true;
+  }
+  return false;
+}
+
+void EmuDevice::enable() {
+  std::uint32_t aqa = aqa_.load(std::memory_order_relaxed);
+  std::uint32_t sq_entries = (aqa & 0xfffu) + 1;
+  std::uint32_t cq_entries = ((aqa >> 16) & 0xfffu) + 1;
+  std::uint64_t asq = asq_.load(std::memory_order_relaxed);
+  std::uint64_t acq = acq_.load(std::memory_order_relaxed);
+  auto* sq = reinterpret_cast<const SubmissionEntry*>(arena_->translate(asq, std::size_t{sq_entries} * 64));
+  auto* cq = reinterpret_cast<CompletionEntry*>(arena_->translate(acq, std::size_t{cq_entries} * 16));
+  if (sq_entries < 2 || cq_entries < 2 || sq == nullptr || cq == nullptr || asq % kPageBytes != 0 ||
+      acq % kPageBytes != 0) {
+    csts_.store(kCstsFatal, std::memory_order_release);  // the driver sees a fatal status, not a hang
+    return;
+  }
+  sqs_[0] = Sq{true, sq_entries, sq, 0, 0};
+  cqs_[0] = Cq{};
+  cqs_[0].exists = true;
+  cqs_[0].entries = cq_entries;
+  cqs_[0].base = cq;
+  cqs_[0].sq_refs = 1;
+  sq_tail_doorbell(0).store(0, std::memory_order_relaxed);
+  cq_head_doorbell(0).store(0, std::memory_order_relaxed);
+  granted_sqs_ = granted_cqs_ = config_.max_io_queues;
+  ready_ = true;
+  csts_.store(kCstsReady, std::memory_order_release);  // queue state set before the driver sees RDY
+}
+
+void EmuDevice::disable() {
+  for (auto& q : sqs_) q = Sq{};
+  for (auto& q : cqs_) q = Cq{};
+  delayed_pending_ = 0;
+  ready_ = false;
+  csts_.store(0, std::memory_order_release);  // the device stopped touching queue memory
+}
+
+std::size_t EmuDevice::step(std::size_t max_commands) {
+  std::lock_guard lock(step_mutex_);
+  bool enabled = (cc_.load(std::memory_order_acquire) & kCcEnable) != 0;  // pairs with write_cc
+  if (enabled && !ready_ && (csts_.load(std::memory_order_relaxed) & kCstsFatal) == 0) enable();
+  if (!enabled && (ready_ || csts_.load(std::memory_order_relaxed) != 0)) disable();
+  if (!ready_) return 0;
+  // Time matters only for the latency model and delayed completions; skip the clock otherwise:
+  // "now" is then the end of time, so everything already queued is due (kUntimed).
+  bool timed = config_.latency_us != 0 || delayed_pending_ != 0 || has_faults_.load(std::memory_order_relaxed);
+  std::uint64_t t = timed ? now() : kUntimed;
+  std::size_t work = post(t);
+  for (std::size_t q = 0; q < sqs_.size(); ++q) {
+    if (sqs_[q].exists) work += fetch(static_cast<std::uint16_t>(q), max_commands, t);
+  }
+  work += post(t);
+  return work;
+}
+
+std::size_t EmuDevice::fetch(std::uint16_t qid, std::size_t max_commands, std::uint64_t t) {
+  Sq& sq = sqs_[qid];
+  // Acquire: the driver wrote the entries before it released the tail.
+  std::uint32_t tail = sq_tail_doorbell(qid).load(std::memory_order_acquire);
+  if (tail >= sq.entries) {
+    add(invalid_doorbell_writes_, 1);
+    return 0;
+  }
+  std::size_t n = 0;
+  while (sq.exists && sq.head != tail && n < max_commands) {
+    Cq& cq = cqs_[sq.cqid];
+    // A bounded device: it holds at most one CQ's worth of finished commands internally.
+    if (cq.fifo.size() + cq.delayed.size() >= cq.entries) break;
+    SubmissionEntry cmd = sq.base[sq.head];
+    if (++sq.head == sq.entries) sq.head = 0;
+    std::uint16_t sq_head = static_cast<std::uint16_t>(sq.head);
+    ++n;
+    add(commands_, 1);
+    std::optional<FaultRule> fault = match_fault(qid, cmd.opcode);
+    std::uint32_t cdw0 = 0;
+    std::uint16_t status;
+    if (fault && fault->kind == FaultRule::Kind::kStatus) {
+      status = static_cast<std::uint16_t>(fault->status & ~1u);
+    } else if (qid == 0) {
+      status = execute_admin(cmd, cdw0);
+    } else {
+      status = execute_io(cmd);
+    }
+    CompletionEntry cqe{};
+    cqe.cdw0 = cdw0;
+    cqe.sq_head = sq_head;
+    cqe.sq_id = qid;
+    cqe.cid = cmd.cid;
+    cqe.status = status;
+    std::uint64_t due = t == kUntimed ? 0 : t + (qid != 0 ? std::uint64_t{config_.latency_us} * 1000 : 0);
+    if (fault && fault->kind == FaultRule::Kind::kBadCid) cqe.cid = fault->bad_cid;
+    if (fault && fault->kind == FaultRule::Kind::kDrop) continue;
+    if (fault && fault->kind == FaultRule::Kind::kDelay) {
+      cq.delayed.push_back(Pending{cqe, due + fault->delay_us * 1000});
+      ++delayed_pending_;
+      continue;
+    }
+    cq.fifo.push_back(Pending{cqe, due});
+    if (fault && fault->kind == FaultRule::Kind::kDuplicate) cq.fifo.push_back(Pending{cqe, due});
+  }
+  return n;
+}
+
+std::size_t EmuDevice::post(std::uint64_t t) {
+  std::size_t posted = 0;
+  for (std::size_t q = 0; q < cqs_.size(); ++q) {
+    Cq& cq = cqs_[q];
+    if (!cq.exists || (cq.fifo.empty() && cq.delayed.empty())) continue;
+    // Acquire: the driver finished reading the slots before it released the head.
+    std::uint32_t head = cq_head_doorbell(static_cast<std::uint16_t>(q)).load(std::memory_order_acquire);
+    if (head >= cq.entries) {
+      add(invalid_doorbell_writes_, 1);
+      continue;
+    }
+    while (true) {
+      const Pending* next = nullptr;
+      auto delayed_it =
+          std::find_if(cq.delayed.begin(), cq.delayed.end(), [t](const Pending& p) { return p.due_ns <= t; });
+      if (delayed_it != cq.delayed.end()) {
+        next = &*delayed_it;
+      } else if (!cq.fifo.empty() && cq.fifo.front().due_ns <= t) {
+        next = &cq.fifo.front();
+      } else {
+        break;
+      }
+      std::uint32_t next_tail = cq.tail + 1 == cq.entries ? 0 : cq.tail + 1;
+      if (next_tail == head) {  // full: one slot always stays empty
+        add(cq_full_stalls_, 1);
+        break;
+      }
+      CompletionEntry& slot = cq.base[cq.tail];
+      slot.cdw0 = next->cqe.cdw0;
+      slot.cdw1 = 0;
+      slot.sq_head = next->cqe.sq_head;
+      slot.sq_id = next->cqe.sq_id;
+      slot.cid = next->cqe.cid;
+      std::uint16_t status = static_cast<std::uint16_t>((next->cqe.status & ~1u) | (cq.phase ? 1u : 0u));
+      // Release: the entry's other fields (and any data we wrote to host memory) before the phase.
+      std::atomic_ref<std::uint16_t>(slot.status).store(status, std::memory_order_release);
+      cq.tail = next_tail;
+      if (cq.tail == 0) cq.phase = !cq.phase;
+      if (delayed_it != cq.delayed.end()) {
+        cq.delayed.erase(delayed_it);
+        --delayed_pending_;
+      } else {
+        cq.fifo.pop_front();
+      }
+      ++posted;
+    }
+  }
+  add(completions_posted_, posted);
+  return posted;
+}
+
+std::uint16_t EmuDevice::transfer(std::uint64_t prp1, std::uint64_t prp2, std::size_t bytes, std::byte* media,
+                                  bool to_host) {
+  auto segment = [&](std::uint64_t iova, std::size_t len) -> bool {
+    std::byte* host = arena_->translate(iova, len);
+    if (host == nullptr) return false;
+    if (to_host) {
+      std::memcpy(host, media, len);
+    } else {
+      std::memcpy(media, host, len);
+    }
+    media += len;
+    return true;
+  };
+  if (bytes == 0) return kOk;
+  if (prp1 % 4 != 0) return st(GenericStatus::kInvalidPrpOffset);
+  std::size_t first = std::min<std::size_t>(kPageBytes - (prp1 & (kPageBytes - 1)), bytes);
+  if (!segment(prp1, first)) return st(GenericStatus::kDataTransferError);
+  std::size_t remaining = bytes - first;
+  if (remaining == 0) return kOk;
+  if (remaining <= kPageBytes) {
+    if (prp2 % kPageBytes != 0) return st(GenericStatus::kInvalidPrpOffset);
+    return segment(prp2, remaining) ? kOk : st(GenericStatus::kDataTransferError);
+  }
+  std::size_t entries = (remaining + kPageBytes - 1) / kPageBytes;
+  std::uint64_t list_iova = prp2;
+  while (entries > 0) {
+    if (list_iova % 8 != 0) return st(GenericStatus::kInvalidPrpOffset);
+    std::size_t in_page = (kPageBytes - (list_iova & (kPageBytes - 1))) / 8;
+    // When more entries remain than fit in this list page, its last entry points to the next page.
+    bool chained = entries > in_page;
+    std::size_t use = chained ? in_page - 1 : entries;
+    const auto* list =
+        reinterpret_cast<const std::uint64_t*>(arena_->translate(list_iova, (use + (chained ? 1 : 0)) * 8));
+    if (list == nullptr) return st(GenericStatus::kDataTransferError);
+    for (std::size_t i = 0; i < use; ++i) {
+      if (list[i] % kPageBytes != 0) return st(GenericStatus::kInvalidPrpOffset);
+      std::size_t len = std::min<std::size_t>(kPageBytes, remaining);
+      if (!segment(list[i], len)) return st(GenericStatus::kDataTransferError);
+      remaining -= len;
+    }
+    entries -= use;
+    if (chained) list_iova = list[in_page - 1];
+  }
+  return kOk;
+}
+
+std::uint16_t EmuDevice::execute_io(const SubmissionEntry& c) {
+  auto opcode = static_cast<NvmOpcode>(c.opcode);
+  if (c.nsid == 0xffffffffu && opcode == NvmOpcode::kFlush) {
+    for (const auto& ns : namespaces_) {
+      if (!ns->sync()) return st(GenericStatus::kInternalDeviceError);
+    }
+    return kOk;
+  }
+  if (c.nsid == 0 || c.nsid > namespaces_.size()) return st(GenericStatus::kInvalidNamespaceOrFormat);
+  NamespaceStore& ns = *namespaces_[c.nsid - 1];
+  std::uint64_t slba = c.cdw10 | (std::uint64_t{c.cdw11} << 32);
+  std::uint64_t nlb = (c.cdw12 & kCdw12NlbMask) + 1u;
+  auto in_range = [&](std::uint64_t lba, std::uint64_t count) {
+    return lba < ns.blocks() && count <= ns.blocks() - lba;
+  };
+  switch (opcode) {
+    case NvmOpcode::kRead:
+    case NvmOpcode::kWrite: {
+      if (!in_range(slba, nlb)) return st(GenericStatus::kLbaOutOfRange);
+      std::size_t bytes = static_cast<std::size_t>(nlb * ns.block_size());
+      if (config_.max_transfer_bytes != 0 && bytes > config_.max_transfer_bytes)
+        return st(GenericStatus::kInvalidField);
+      if (ns.is_null()) return kOk;
+      bool read = opcode == NvmOpcode::kRead;
+      std::uint16_t s = transfer(c.prp1, c.prp2, bytes, ns.data() + slba * ns.block_size(), read);
+      if (s == kOk) add(read ? bytes_read_ : bytes_written_, bytes);
+      return s;
+    }
+    case NvmOpcode::kFlush:
+      return ns.sync() ? kOk : st(GenericStatus::kInternalDeviceError);
+    case NvmOpcode::kWriteZeroes:
+      if (!in_range(slba, nlb)) return st(GenericStatus::kLbaOutOfRange);
+      if (!ns.is_null()) std::memset(ns.data() + slba * ns.block_size(), 0, nlb * ns.block_size());
+      return kOk;
+    case NvmOpcode::kDatasetManagement: {
+      std::uint32_t ranges = (c.cdw10 & 0xffu) + 1;
+      std::uint16_t s = transfer(c.prp1, c.prp2, ranges * sizeof(DsmRange), scratch_.data(), false);
+      if (s != kOk) return s;
+      if ((c.cdw11 & kDsmAttrDeallocate) == 0) return kOk;  // hints only
+      const auto* r = reinterpret_cast<const DsmRange*>(scratch_.data());
+      for (std::uint32_t i = 0; i < ranges; ++i) {
+        if (!in_range(r[i].starting_lba, r[i].lba_count)) return st(GenericStatus::kLbaOutOfRange);
+      }
+      // Deallocated blocks read back as zeroes (DLFEAT = 001b).
+      for (std::uint32_t i = 0; i < ranges && !ns.is_null(); ++i) {
+        std::memset(ns.data() + r[i].starting_lba * ns.block_size(), 0, std::size_t{r[i].lba_count} * ns.block_size());
+      }
+      return kOk;
+    }
+    default:
+      return st(GenericStatus::kInvalidOpcode);
+  }
+}
+
+std::uint16_t EmuDevice::identify(const SubmissionEntry& c) {
+  std::memset(scratch_.data(), 0, kIdentifyBytes);
+  switch (static_cast<IdentifyCns>(c.cdw10 & 0xffu)) {
+    case IdentifyCns::kController: {
+      auto* id = reinterpret_cast<IdentifyController*>(scratch_.data());
+      id->vid = 0x1b36;
+      id->ssvid = 0x1af4;
+      put_ascii(id->sn, sizeof(id->sn), "NVMUXEMU0001");
+      put_ascii(id->mn, sizeof(id->mn), "nvmux emulated NVMe controller");
+      put_ascii(id->fr, sizeof(id->fr), "0.1");
+      id->mdts = config_.max_transfer_bytes == 0
+                     ? 0
+                     : static_cast<std::uint8_t>(std::countr_zero(config_.max_transfer_bytes / kPageBytes));
+      id->cntlid = 1;
+      id->ver = kVersion2_0;
+      id->sqes = 0x66;
+      id->cqes = 0x44;
+      id->maxcmd = static_cast<std::uint16_t>(config_.max_queue_entries - 1);
+      id->nn = static_cast<std::uint32_t>(namespaces_.size());
+      id->oncs = kOncsDatasetManagement | kOncsWriteZeroes;
+      id->vwc = 1;
+      break;
+    }
+    case IdentifyCns::kNamespace: {
+      if (c.nsid == 0 || c.nsid > namespaces_.size()) return st(GenericStatus::kInvalidNamespaceOrFormat);
+      const NamespaceStore& ns = *namespaces_[c.nsid - 1];
+      auto* id = reinterpret_cast<IdentifyNamespace*>(scratch_.data());
+      id->nsze = id->ncap = id->nuse = ns.blocks();
+      id->nlbaf = 0;
+      id->flbas = 0;
+      id->dlfeat = 1;  // deallocated blocks read as zeroes
+      id->lbaf[0].lbads = static_cast<std::uint8_t>(std::countr_zero(ns.block_size()));
+      break;
+    }
+    case IdentifyCns::kActiveNamespaceList: {
+      auto* list = reinterpret_cast<std::uint32_t*>(scratch_.data());
+      std::uint32_t n = 0;
+      for (std::uint32_t nsid = c.nsid + 1; nsid <= namespaces_.size() && n < kActiveNsListMax && c.nsid < 0xfffffffeu;
+           ++nsid) {
+        list[n++] = nsid;
+      }
+      break;
+    }
+    default:
+      return st(GenericStatus::kInvalidField);
+  }
+  return transfer(c.prp1, c.prp2, kIdentifyBytes, scratch_.data(), true);
+}
+
+std::uint16_t EmuDevice::create_cq(const SubmissionEntry& c) {
+  auto qid = static_cast<std::uint16_t>(c.cdw10 & 0xffffu);
+  std::uint32_t entries = (c.cdw10 >> 16) + 1;
+  if (qid == 0 || qid > granted_cqs_ || cqs_[qid].exists) return st(CommandSpecificStatus::kInvalidQueueIdentifier);
+  if (entries < 2 || entries > config_.max_queue_entries) return st(CommandSpecificStatus::kInvalidQueueSize);
+  if ((c.cdw11 & kQueuePhysicallyContiguous) == 0) return st(GenericStatus::kInvalidField);  // CAP.CQR = 1
+  if (c.prp1 % kPageBytes != 0) return st(GenericStatus::kInvalidPrpOffset);
+  auto* base = reinterpret_cast<CompletionEntry*>(arena_->translate(c.prp1, std::size_t{entries} * 16));
+  if (base == nullptr) return st(GenericStatus::kDataTransferError);
+  Cq& cq = cqs_[qid];
+  cq = Cq{};
+  cq.exists = true;
+  cq.entries = entries;
+  cq.base = base;
+  cq_head_doorbell(qid).store(0, std::memory_order_relaxed);  // published by the completion's release
+  return kOk;
+}
+
+std::uint16_t EmuDevice::create_sq(const SubmissionEntry& c) {
+  auto qid = static_cast<std::uint16_t>(c.cdw10 & 0xffffu);
+  std::uint32_t entries = (c.cdw10 >> 16) + 1;
+  auto cqid = static_cast<std::uint16_t>(c.cdw11 >> 16);
+  if (qid == 0 || qid > granted_sqs_ || sqs_[qid].exists) return st(CommandSpecificStatus::kInvalidQueueIdentifier);
+  if (cqid == 0 || cqid >= cqs_.size() || !cqs_[cqid].exists) return st(CommandSpecificStatus::kCompletionQueueInvalid);
+  if (entries < 2 || entries > config_.max_queue_entries) return st(CommandSpecificStatus::kInvalidQueueSize);
+  if ((c.cdw11 & kQueuePhysicallyContiguous) == 0) return st(GenericStatus::kInvalidField);
+  if (c.prp1 % kPageBytes != 0) return st(GenericStatus::kInvalidPrpOffset);
+  auto* base = reinterpret_cast<const SubmissionEntry*>(arena_->translate(c.prp1, std::size_t{entries} * 64));
+  if (base == nullptr) return st(GenericStatus::kDataTransferError);
+  sqs_[qid] = Sq{true, entries, base, 0, cqid};
+  ++cqs_[cqid].sq_refs;
+  sq_tail_doorbell(qid).store(0, std::memory_order_relaxed);  // published by the completion's release
+  return kOk;
+}
+
+std::uint16_t EmuDevice::delete_sq(const SubmissionEntry& c) {
+  auto qid = static_cast<std::uint16_t>(c.cdw10 & 0xffffu);
+  if (qid == 0 || qid >= sqs_.size() || !sqs_[qid].exists) return st(CommandSpecificStatus::kInvalidQueueIdentifier);
+  --cqs_[sqs_[qid].cqid].sq_refs;
+  sqs_[qid] = Sq{};
+  return kOk;
+}
+
+std::uint16_t EmuDevice::delete_cq(const SubmissionEntry& c) {
+  auto qid = static_cast<std::uint16_t>(c.cdw10 & 0xffffu);
+  if (qid == 0 || qid >= cqs_.size() || !cqs_[qid].exists) return st(CommandSpecificStatus::kInvalidQueueIdentifier);
+  if (cqs_[qid].sq_refs != 0) return st(CommandSpecificStatus::kInvalidQueueDeletion);
+  delayed_pending_ -= cqs_[qid].delayed.size();
+  cqs_[qid] = Cq{};
+  return kOk;
+}
+
+std::uint16_t EmuDevice::execute_admin(const SubmissionEntry& c, std::uint32_t& cdw0) {
+  add(admin_commands_, 1);
+  switch (static_cast<AdminOpcode>(c.opcode)) {
+    case AdminOpcode::kIdentify:
+      return identify(c);
+    case AdminOpcode::kCreateIoCq:
+      return create_cq(c);
+    case AdminOpcode::kCreateIoSq:
+      return create_sq(c);
+    case AdminOpcode::kDeleteIoSq:
+      return delete_sq(c);
+    case AdminOpcode::kDeleteIoCq:
+      return delete_cq(c);
+    case AdminOpcode::kSetFeatures:
+      switch (static_cast<FeatureId>(c.cdw10 & 0xffu)) {
+        case FeatureId::kNumberOfQueues: {
+          std::uint32_t nsqr = c.cdw11 & 0xffffu;
+          std::uint32_t ncqr = c.cdw11 >> 16;
+          if (nsqr == 0xffffu || ncqr == 0xffffu) return st(GenericStatus::kInvalidField);
+          if (any_io_queue()) return st(GenericStatus::kCommandSequenceError);
+          granted_sqs_ = static_cast<std::uint16_t>(std::min<std::uint32_t>(nsqr + 1, config_.max_io_queues));
+          granted_cqs_ = static_cast<std::uint16_t>(std::min<std::uint32_t>(ncqr + 1, config_.max_io_queues));
+          cdw0 = (granted_sqs_ - 1u) | ((granted_cqs_ - 1u) << 16);
+          return kOk;
+        }
+        case FeatureId::kVolatileWriteCache:
+          return kOk;
+        default:
+          return st(GenericStatus::kInvalidField);
+      }
+    case AdminOpcode::kGetFeatures:
+      switch (static_cast<FeatureId>(c.cdw10 & 0xffu)) {
+        case FeatureId::kNumberOfQueues:
+          cdw0 = (granted_sqs_ - 1u) | ((granted_cqs_ - 1u) << 16);
+          return kOk;
+        case FeatureId::kVolatileWriteCache:
+          cdw0 = 1;
+          return kOk;
+        default:
+          return st(GenericStatus::kInvalidField);
+      }
+    default:
+      return st(GenericStatus::kInvalidOpcode);
+  }
+}
+
+}  // namespace nvmux::nvme
