@@ -166,6 +166,14 @@ Status wait_for_space(Lane& lane, bool blocking) {
     // The flag is visible before we re-read head; pairs with the consumer's fence between its head
     // store and reading the flag. Either we see the space or it sees the flag and wakes us.
     std::atomic_thread_fence(std::memory_order_seq_cst);
+    // Stopped first: stop() frees slots when it drops what is queued, and nothing would run a
+    // message pushed into them.
+    if (LaneAccess::runtime_stopped(runtime)) {
+      lane.producer_waiting.store(0, std::memory_order_relaxed);
+      return Status::error(StatusCode::kUnavailable,
+                           "send to lightweight thread '{}': the runtime stopped while the lane was full",
+                           lane.target->name());
+    }
     if (producer.refresh_free() != 0) {
       lane.producer_waiting.store(0, std::memory_order_relaxed);
       return {};
@@ -174,12 +182,6 @@ Status wait_for_space(Lane& lane, bool blocking) {
       lane.producer_waiting.store(0, std::memory_order_relaxed);
       return Status::error(StatusCode::kAborted, "send to lightweight thread '{}': its consumer '{}' has exited",
                            lane.target->name(), lane.consumer->name());
-    }
-    if (LaneAccess::runtime_stopped(runtime)) {
-      lane.producer_waiting.store(0, std::memory_order_relaxed);
-      return Status::error(StatusCode::kUnavailable,
-                           "send to lightweight thread '{}': the runtime stopped while the lane was full",
-                           lane.target->name());
     }
     futex_wait(lane.producer_waiting, 1, kBlockedSenderRecheckUs);
   }

@@ -98,6 +98,10 @@ Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {
 Runtime::~Runtime() {
   Status s = stop();
   if (!s.ok()) NVMUX_LOG_WARN("runtime destroyed: {}", s.to_string());
+  // Anything pushed after stop() (a sender that raced it) is dropped here, and counted.
+  if (std::uint64_t late = drop_all_queued(); late != 0) {
+    NVMUX_LOG_WARN("runtime destroyed: dropped {} message(s) sent after stop()", late);
+  }
   std::lock_guard lock(lanes_mutex_);
   for (auto& lane : lanes_) {
     // Long-lived senders forget this lane at their next new lane; pairs with their acquire.
@@ -194,12 +198,20 @@ Status Runtime::move_thread(Thread& thread, int reactor_index) {
     return Status::error(StatusCode::kInvalidArgument, "move_thread('{}'): reactor {} is not in 0..{}",
                          thread.name(), reactor_index, reactor_count() - 1);
   }
-  thread.move_request_.store(reactor_index, std::memory_order_release);  // the owner reactor picks it up
-  if (detail::Reactor* r = thread.reactor_.load(std::memory_order_acquire)) r->wake();
+  request_move(thread, reactor_index);
   return {};
 }
 
+void Runtime::request_move(Thread& thread, int reactor_index) {
+  thread.move_request_.store(reactor_index, std::memory_order_release);  // the owner reactor picks it up
+  // A sleeping owner must wake to hand the thread over (its pre-sleep check looks at move_request_).
+  if (detail::Reactor* r = thread.reactor_.load(std::memory_order_acquire)) r->wake();
+}
+
 Result<bool> Runtime::poll_thread(Thread& thread, std::uint64_t now_us) {
+  if (&thread.runtime() != this) {
+    return Status::error(StatusCode::kInvalidArgument, "poll_thread: '{}' belongs to another runtime", thread.name());
+  }
   if (state_.load(std::memory_order_acquire) != State::kCreated) {
     return Status::error(StatusCode::kUnavailable,
                          "poll_thread('{}'): manual polling only works before start (reactors own the threads now)",
@@ -359,12 +371,12 @@ void Runtime::run_scheduler() {
                      ? c.current
                      : best;
     load[static_cast<std::size_t>(chosen)] += c.ratio;
-    if (chosen != c.current) c.thread->move_request_.store(chosen, std::memory_order_release);
+    if (chosen != c.current) request_move(*c.thread, chosen);
   }
   if (!idle.empty()) {
     int home = least_loaded();
     for (Candidate& c : idle) {
-      if (c.current != home) c.thread->move_request_.store(home, std::memory_order_release);
+      if (c.current != home) request_move(*c.thread, home);
     }
   }
 }

@@ -103,7 +103,8 @@ class Runtime {
 
   // Manual mode (never started): runs one iteration of `thread` on the calling OS thread with the
   // clock at `now_us` (timed pollers compare against it). Returns whether it did work.
-  // Errors: kUnavailable (the runtime is started or stopped).
+  // Errors: kUnavailable (the runtime is started or stopped), kInvalidArgument (another runtime's
+  // thread).
   Result<bool> poll_thread(Thread& thread, std::uint64_t now_us);
 
   // Thread-safe snapshot.
@@ -127,6 +128,7 @@ class Runtime {
   Result<Thread*> add_thread(std::string name, std::optional<int> bound_core, bool is_dispatcher);
   std::uint64_t now_us() const;
   void run_scheduler();
+  void request_move(Thread& thread, int reactor_index);
   void note_lane_retired(detail::Lane& lane);
   void note_dropped(std::uint64_t n);
   std::uint64_t drop_all_queued();
