@@ -19,7 +19,7 @@
 namespace nvmux {
 namespace {
 
-constexpr auto kDeadline = std::chrono::seconds(100);
+constexpr auto kDeadline = std::chrono::seconds(150);  // generous: the 2-core VM is shared
 
 using Clock = std::chrono::steady_clock;
 
