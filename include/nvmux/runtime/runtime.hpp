@@ -17,12 +17,14 @@
 // stop_drain_timeout_us; then it stops the reactors, destroys whatever is still queued without
 // running it, and returns kAborted naming how many messages it dropped (ok when none).
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nvmux/common/status.hpp"
