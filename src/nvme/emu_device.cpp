@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "nvmux/common/cpu.hpp"
+#include "prp.hpp"
 
 namespace nvmux::nvme {
 
@@ -310,48 +311,14 @@ std::size_t EmuDevice::post(std::uint64_t t) {
 
 std::uint16_t EmuDevice::transfer(std::uint64_t prp1, std::uint64_t prp2, std::size_t bytes, std::byte* media,
                                   bool to_host) {
-  auto segment = [&](std::uint64_t iova, std::size_t len) -> bool {
-    std::byte* host = arena_->translate(iova, len);
-    if (host == nullptr) return false;
+  return walk_prps(*arena_, prp1, prp2, bytes, [&](std::byte* host, std::size_t len) {
     if (to_host) {
       std::memcpy(host, media, len);
     } else {
       std::memcpy(media, host, len);
     }
     media += len;
-    return true;
-  };
-  if (bytes == 0) return kOk;
-  if (prp1 % 4 != 0) return st(GenericStatus::kInvalidPrpOffset);
-  std::size_t first = std::min<std::size_t>(kPageBytes - (prp1 & (kPageBytes - 1)), bytes);
-  if (!segment(prp1, first)) return st(GenericStatus::kDataTransferError);
-  std::size_t remaining = bytes - first;
-  if (remaining == 0) return kOk;
-  if (remaining <= kPageBytes) {
-    if (prp2 % kPageBytes != 0) return st(GenericStatus::kInvalidPrpOffset);
-    return segment(prp2, remaining) ? kOk : st(GenericStatus::kDataTransferError);
-  }
-  std::size_t entries = (remaining + kPageBytes - 1) / kPageBytes;
-  std::uint64_t list_iova = prp2;
-  while (entries > 0) {
-    if (list_iova % 8 != 0) return st(GenericStatus::kInvalidPrpOffset);
-    std::size_t in_page = (kPageBytes - (list_iova & (kPageBytes - 1))) / 8;
-    // When more entries remain than fit in this list page, its last entry points to the next page.
-    bool chained = entries > in_page;
-    std::size_t use = chained ? in_page - 1 : entries;
-    const auto* list =
-        reinterpret_cast<const std::uint64_t*>(arena_->translate(list_iova, (use + (chained ? 1 : 0)) * 8));
-    if (list == nullptr) return st(GenericStatus::kDataTransferError);
-    for (std::size_t i = 0; i < use; ++i) {
-      if (list[i] % kPageBytes != 0) return st(GenericStatus::kInvalidPrpOffset);
-      std::size_t len = std::min<std::size_t>(kPageBytes, remaining);
-      if (!segment(list[i], len)) return st(GenericStatus::kDataTransferError);
-      remaining -= len;
-    }
-    entries -= use;
-    if (chained) list_iova = list[in_page - 1];
-  }
-  return kOk;
+  });
 }
 
 std::uint16_t EmuDevice::execute_io(const SubmissionEntry& c) {

@@ -22,8 +22,9 @@ template <class Segment>
 std::uint16_t walk_prps(const DmaArena& arena, std::uint64_t prp1, std::uint64_t prp2, std::size_t bytes,
                         Segment&& segment) {
   constexpr std::uint16_t kOk = 0;
-  const std::uint16_t invalid_offset = make_status(GenericStatus::kInvalidPrpOffset);
-  const std::uint16_t transfer_error = make_status(GenericStatus::kDataTransferError);
+  // Neither error goes away on a retry: Do Not Retry is set.
+  const std::uint16_t invalid_offset = make_status(GenericStatus::kInvalidPrpOffset, /*dnr=*/true);
+  const std::uint16_t transfer_error = make_status(GenericStatus::kDataTransferError, /*dnr=*/true);
   auto piece = [&](std::uint64_t iova, std::size_t len) -> bool {
     std::byte* host = arena.translate(iova, len);
     if (host == nullptr) return false;
