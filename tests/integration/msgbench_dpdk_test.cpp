@@ -44,7 +44,8 @@ TEST_P(DpdkDelivery, OneProducerTwoConsumersEveryMessageOnceInOrder) {
   auto r = mb::run_point(GetParam(), 1, 2, short_point());
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   expect_complete(*r);
-  EXPECT_FALSE(r->stalled) << "one producer cannot be blocked by another: " << r->stall_reason;
+  // Not asserted: !stalled. The two consumers return messages to the pool through one
+  // multi-producer ring, so a preempted consumer can hold up the other on a loaded machine.
 }
 
 // With more producers than cores the MP ring may collapse (that is what the benchmark shows), but
@@ -60,6 +61,8 @@ TEST_P(DpdkDelivery, RepeatedPointsReuseOneEalAndFreeTheirPools) {
     auto r = mb::run_point(GetParam(), 1, 1, short_point());
     ASSERT_TRUE(r.ok()) << "point " << i << ": " << r.status().to_string();
     expect_complete(*r);
+    // One producer and one consumer: no ring or pool operation has a second thread to wait for.
+    EXPECT_FALSE(r->stalled) << "point " << i << ": " << r->stall_reason;
   }
 }
 
