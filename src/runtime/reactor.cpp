@@ -1,0 +1,176 @@
+#include "reactor.hpp"
+
+#include <algorithm>
+#include <future>
+
+#include "futex.hpp"
+#include "nvmux/common/cpu.hpp"
+#include "nvmux/common/log.hpp"
+
+namespace nvmux::detail {
+
+namespace {
+// Longest single sleep, even with no timer due: a safety net, never the wake-up mechanism.
+constexpr std::uint64_t kMaxReactorSleepUs = 100'000;
+thread_local int tl_reactor_index = -1;
+}  // namespace
+
+int Reactor::current_index() { return tl_reactor_index; }
+
+Reactor::Reactor(Runtime& runtime, int index, int core, bool is_dispatcher)
+    : runtime_(runtime), index_(index), core_(core), is_dispatcher_(is_dispatcher) {}
+
+void Reactor::adopt(Thread* thread) {
+  {
+    std::lock_guard lock(incoming_mutex_);
+    incoming_.push_back(thread);
+    has_incoming_.store(true, std::memory_order_release);  // the lock publishes the list; the flag is a hint
+  }
+  wake();
+}
+
+void Reactor::wake() {
+  // Whatever the caller published is ordered before reading the sleep flag (pairs with the
+  // reactor's fence between setting the flag and re-checking for work).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  wake_fenced();
+}
+
+void Reactor::wake_fenced() {
+  // Awake (the common case): one relaxed load, no syscall. Asleep: the one caller whose exchange
+  // returns 1 makes the single FUTEX_WAKE of this sleep.
+  if (sleep_word_.load(std::memory_order_relaxed) == 1 &&
+      sleep_word_.exchange(0, std::memory_order_relaxed) == 1) {
+    futex_wake(sleep_word_, 1);
+  }
+}
+
+Status Reactor::launch() {
+  std::promise<Status> pinned;
+  std::future<Status> result = pinned.get_future();
+  thread_ = std::thread([this, &pinned] {
+    Status s;
+    if (core_ >= 0 && runtime_.options().pin_reactors) s = pin_current_thread(core_);
+    set_current_thread_name(is_dispatcher_ ? "nvmux-dispatch" : fmt::format("nvmux-r{}", index_));
+    bool ok = s.ok();
+    pinned.set_value(std::move(s));
+    if (ok) run();
+  });
+  Status s = result.get();
+  if (!s.ok()) {
+    thread_.join();
+    return Status::error(StatusCode::kInternal, "reactor {} could not pin itself to core {}: {}", index_, core_,
+                         s.to_string());
+  }
+  return {};
+}
+
+void Reactor::request_exit() {
+  exit_requested_.store(true, std::memory_order_release);  // pairs with the loop's acquire
+  wake();
+}
+
+void Reactor::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Reactor::adopt_incoming() {
+  if (!has_incoming_.load(std::memory_order_acquire)) return;
+  std::vector<Thread*> arrived;
+  {
+    std::lock_guard lock(incoming_mutex_);
+    arrived.swap(incoming_);
+    has_incoming_.store(false, std::memory_order_relaxed);  // under the lock
+  }
+  for (Thread* thread : arrived) {
+    if (thread->state() == ThreadState::kExited) continue;
+    // Set before we poll it or sleep: a sender that reads the old reactor after its fence is
+    // covered by our pre-sleep re-check (see the sleep protocol).
+    thread->reactor_.store(this, std::memory_order_release);
+    thread->reactor_index_.store(index_, std::memory_order_relaxed);  // a hint for stats
+    threads_.push_back(thread);
+  }
+}
+
+void Reactor::handle_moves_and_exits() {
+  for (std::size_t i = threads_.size(); i-- > 0;) {
+    Thread* thread = threads_[i];
+    if (thread->state() == ThreadState::kExited) {
+      threads_.erase(threads_.begin() + static_cast<std::ptrdiff_t>(i));
+      continue;
+    }
+    if (thread->move_request_.load(std::memory_order_relaxed) == -1) continue;
+    int destination = thread->move_request_.exchange(-1, std::memory_order_acq_rel);  // rare: a move
+    if (destination < 0 || destination == index_) continue;
+    threads_.erase(threads_.begin() + static_cast<std::ptrdiff_t>(i));
+    Thread::add_counter(thread->moves_, 1);
+    // The hand-over lock orders our last poll of the thread before the destination's first.
+    runtime_.reactors_[static_cast<std::size_t>(destination)]->adopt(thread);
+  }
+}
+
+bool Reactor::has_work() {
+  if (has_incoming_.load(std::memory_order_acquire) || exit_requested_.load(std::memory_order_acquire)) return true;
+  for (Thread* thread : threads_) {
+    if (thread->has_pending_work()) return true;
+    if (thread->move_request_.load(std::memory_order_relaxed) != -1) return true;
+    if (thread->state() == ThreadState::kExiting) return true;
+  }
+  return false;
+}
+
+void Reactor::sleep_until_work(std::uint64_t now_us) {
+  std::uint64_t due = UINT64_MAX;
+  for (Thread* thread : threads_) due = std::min(due, thread->next_timer_due_us());
+  if (runtime_.options().scheduler == SchedulerKind::kDynamic && index_ == 0) due = std::min(due, next_sched_us_);
+  std::uint64_t timeout_us = due == UINT64_MAX ? kMaxReactorSleepUs : (due > now_us ? due - now_us : 0);
+  if (timeout_us == 0) return;
+  timeout_us = std::min(timeout_us, kMaxReactorSleepUs);
+
+  sleep_word_.store(1, std::memory_order_relaxed);
+  // The flag is visible before we re-check the lanes; pairs with the sender's fence between its
+  // slot publication and reading the flag. Either it sees 1 and wakes us, or we see its message.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (has_work()) {
+    sleep_word_.store(0, std::memory_order_relaxed);
+    return;
+  }
+  Thread::add_counter(sleeps, 1);
+  futex_wait(sleep_word_, 1, timeout_us);
+  // 0 here means a waker cleared it (and made the syscall); 1 means a timer or a spurious return.
+  if (sleep_word_.exchange(0, std::memory_order_acquire) == 0) Thread::add_counter(wakeups, 1);
+}
+
+void Reactor::run() {
+  tl_reactor_index = index_;
+  const RuntimeOptions& options = runtime_.options();
+  const bool dynamic = options.scheduler == SchedulerKind::kDynamic && index_ == 0 && !is_dispatcher_;
+  std::uint64_t now_us = runtime_.now_us();
+  last_busy_us_ = now_us;
+  next_sched_us_ = now_us + options.scheduler_period_us;
+  while (true) {
+    adopt_incoming();
+    now_us = runtime_.now_us();
+    std::uint64_t start_tsc = read_tsc();
+    bool busy = false;
+    for (Thread* thread : threads_) busy |= thread->poll(now_us);
+    handle_moves_and_exits();
+    if (dynamic && now_us >= next_sched_us_) {
+      runtime_.run_scheduler();
+      next_sched_us_ = now_us + options.scheduler_period_us;
+    }
+    std::uint64_t spent = read_tsc() - start_tsc;
+    Thread::add_counter(busy ? busy_tsc : idle_tsc, spent);
+    Thread::add_counter(iterations, 1);
+    if (exit_requested_.load(std::memory_order_acquire)) break;  // pairs with request_exit's release
+    if (busy) {
+      last_busy_us_ = now_us;
+    } else if (options.interrupt_mode && now_us - last_busy_us_ >= options.idle_before_sleep_us) {
+      sleep_until_work(now_us);
+    } else if (threads_.empty()) {
+      cpu_relax();
+    }
+  }
+}
+
+}  // namespace nvmux::detail

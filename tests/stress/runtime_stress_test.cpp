@@ -1,0 +1,247 @@
+// Real threads against the runtime: many plain pthreads send stamped messages to lightweight
+// threads while the dynamic scheduler (and a chaos mover) moves those threads between reactors.
+// Every message must run exactly once and in order per (sender, target). Bounded in count (scaled
+// down under sanitizers by test::stress_count) and in wall-clock time (each test fails, never
+// hangs, past its deadline).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "nvmux/common/cpu.hpp"
+#include "nvmux/runtime/runtime.hpp"
+#include "support/test_scale.hpp"
+
+namespace nvmux {
+namespace {
+
+constexpr auto kDeadline = std::chrono::seconds(100);
+
+using Clock = std::chrono::steady_clock;
+
+bool wait_for(const std::function<bool()>& done, Clock::time_point deadline) {
+  while (!done()) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// Per-target checker: touched only by code running on that lightweight thread (one reactor at a
+// time; a move hands it over with a happens-before edge).
+struct alignas(128) TargetCheck {
+  std::vector<std::uint64_t> next_seq;
+  std::uint64_t out_of_order = 0;
+  std::uint64_t first_bad_sender = UINT64_MAX;
+  std::atomic<std::uint64_t> ran{0};
+};
+
+struct Stamped {
+  TargetCheck* check;
+  std::uint32_t sender;
+  std::uint64_t seq;
+  std::uint64_t check_word;
+  void operator()() const {
+    TargetCheck& c = *check;
+    if (c.next_seq[sender] != seq || check_word != (seq ^ 0x9e3779b97f4a7c15ull)) {
+      if (c.out_of_order++ == 0) c.first_bad_sender = sender;
+    }
+    c.next_seq[sender] = seq + 1;
+    c.ran.store(c.ran.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // single writer
+  }
+};
+static_assert(sizeof(Stamped) <= kMaxMsgCaptureBytes);
+
+struct Scenario {
+  int senders;
+  int targets;
+  std::uint64_t per_sender;
+  RuntimeOptions options;
+  bool chaos_mover;
+  std::chrono::milliseconds sender_pause{0};  // pause between bursts (lets reactors sleep)
+  std::uint64_t burst = 0;
+  bool expect_sleeps = false;  // interrupt mode: the reactors must have slept and been woken
+};
+
+void run_scenario(const Scenario& sc) {
+  auto start_time = Clock::now();
+  auto deadline = start_time + kDeadline;
+  auto rt = Runtime::create(sc.options).value();
+  std::vector<Thread*> targets;
+  std::vector<TargetCheck> checks(static_cast<std::size_t>(sc.targets));
+  for (int t = 0; t < sc.targets; ++t) {
+    targets.push_back(rt->create_thread("target" + std::to_string(t)).value());
+    checks[static_cast<std::size_t>(t)].next_seq.assign(static_cast<std::size_t>(sc.senders), 0);
+  }
+  ASSERT_TRUE(rt->start().ok());
+
+  std::atomic<bool> give_up{false};
+  std::atomic<int> send_errors{0};
+  std::vector<std::thread> senders;
+  for (int s = 0; s < sc.senders; ++s) {
+    senders.emplace_back([&, s] {
+      std::vector<std::uint64_t> seq(static_cast<std::size_t>(sc.targets), 0);
+      for (std::uint64_t i = 0; i < sc.per_sender; ++i) {
+        if ((i & 1023) == 0 && give_up.load(std::memory_order_relaxed)) return;
+        std::size_t t = (i + static_cast<std::uint64_t>(s)) % static_cast<std::size_t>(sc.targets);
+        std::uint64_t n = seq[t]++;
+        Status st = send_msg(*targets[t], Stamped{&checks[t], static_cast<std::uint32_t>(s), n,
+                                                  n ^ 0x9e3779b97f4a7c15ull});
+        if (!st.ok()) {
+          send_errors.fetch_add(1);
+          return;
+        }
+        if (sc.burst != 0 && i % sc.burst == sc.burst - 1) std::this_thread::sleep_for(sc.sender_pause);
+      }
+    });
+  }
+  std::atomic<bool> stop_mover{false};
+  std::thread mover;
+  if (sc.chaos_mover) {
+    mover = std::thread([&] {
+      std::uint64_t k = 0;
+      while (!stop_mover.load()) {
+        Thread* t = targets[k % targets.size()];
+        EXPECT_TRUE(rt->move_thread(*t, static_cast<int>((k / targets.size()) % 2)).ok());
+        ++k;
+        std::this_thread::sleep_for(std::chrono::milliseconds(3));
+      }
+    });
+  }
+  // Sender threads may be left behind only if the deadline passes: tell them to stop, then join.
+  const std::uint64_t total = static_cast<std::uint64_t>(sc.senders) * sc.per_sender;
+  auto ran = [&] {
+    std::uint64_t sum = 0;
+    for (auto& c : checks) sum += c.ran.load(std::memory_order_relaxed);
+    return sum;
+  };
+  bool all_ran = wait_for([&] { return ran() == total; }, deadline);
+  if (!all_ran) give_up.store(true);
+  for (auto& t : senders) t.join();
+  stop_mover.store(true);
+  if (mover.joinable()) mover.join();
+  ASSERT_TRUE(all_ran) << "only " << ran() << " of " << total << " messages ran before the deadline\n"
+                       << rt->stats().to_json().dump(1);
+  EXPECT_EQ(send_errors.load(), 0);
+
+  // Lanes of exited senders are retired once drained: one per (sender, target). What stays is the
+  // dispatcher's own lane to each target (scheme kDispatcher), whose sender is still alive.
+  const std::uint64_t foreign_lanes = static_cast<std::uint64_t>(sc.senders) * static_cast<std::uint64_t>(sc.targets);
+  bool retired = wait_for(
+      [&] {
+        auto s = rt->stats();
+        for (auto& lane : s.lanes) {
+          if (lane.sender != "nvmux-dispatcher") return false;
+        }
+        return s.lanes_retired == foreign_lanes;
+      },
+      deadline);
+  auto stats = rt->stats();
+  EXPECT_TRUE(retired) << "lanes live " << stats.lanes.size() << ", created " << stats.lanes_created << ", retired "
+                       << stats.lanes_retired << ", expected retired " << foreign_lanes;
+  Status stopped = rt->stop();
+  EXPECT_TRUE(stopped.ok()) << stopped.to_string();
+
+  for (std::size_t t = 0; t < checks.size(); ++t) {
+    EXPECT_EQ(checks[t].out_of_order, 0u) << "target " << t << " first bad sender " << checks[t].first_bad_sender;
+    for (int s = 0; s < sc.senders; ++s) {
+      // Sender s sent to target t every message i with (i + s) % targets == t.
+      std::uint64_t expect = 0;
+      for (std::uint64_t i = 0; i < static_cast<std::uint64_t>(sc.targets); ++i) {
+        if ((i + static_cast<std::uint64_t>(s)) % checks.size() == t && i < sc.per_sender) {
+          expect += (sc.per_sender - 1 - i) / checks.size() + 1;
+        }
+      }
+      EXPECT_EQ(checks[t].next_seq[static_cast<std::size_t>(s)], expect) << "target " << t << " sender " << s;
+    }
+  }
+  std::uint64_t moves = 0;
+  for (auto& ts : stats.threads) moves += ts.moves;
+  if (sc.chaos_mover) {
+    EXPECT_GT(moves, 0u);
+  }
+  if (sc.expect_sleeps) {
+    std::uint64_t sleeps = 0;
+    std::uint64_t wakeups = 0;
+    for (auto& r : stats.reactors) {
+      sleeps += r.sleeps;
+      wakeups += r.wakeups;
+    }
+    EXPECT_GT(sleeps, 0u);
+    EXPECT_GT(wakeups, 0u) << "senders woke sleeping reactors";
+  }
+  auto seconds = std::chrono::duration<double>(Clock::now() - start_time).count();
+  std::printf("%d senders x %llu messages -> %d targets: %.2f s, %.2f M msg/s, %llu moves\n", sc.senders,
+              static_cast<unsigned long long>(sc.per_sender), sc.targets, seconds,
+              static_cast<double>(total) / seconds / 1e6, static_cast<unsigned long long>(moves));
+}
+
+RuntimeOptions base_options() {
+  RuntimeOptions o;
+  o.cores = {0, 1};
+  return o;
+}
+
+// The scenario: 64 pthreads -> 4 lightweight threads on 2 reactors, the dynamic
+// scheduler on, plus explicit moves mid-run: 1 million per sender, full size in release (about
+// 10 s on a 2-core VM); a fiftieth under TSan, a tenth under ASan.
+TEST(RuntimeStress, SixtyFourPthreadsToFourMovingThreadsExactlyOnceInOrder) {
+  Scenario sc;
+  sc.senders = 64;
+  sc.targets = 4;
+  sc.per_sender = test::stress_count(1'000'000, 500);
+  sc.options = base_options();
+  sc.options.scheduler = SchedulerKind::kDynamic;
+  sc.options.scheduler_period_us = 2000;
+  sc.chaos_mover = true;
+  run_scenario(sc);
+}
+
+TEST(RuntimeStress, DispatcherSchemeExactlyOnceInOrder) {
+  Scenario sc;
+  sc.senders = 16;
+  sc.targets = 4;
+  sc.per_sender = test::stress_count(100'000, 500);
+  sc.options = base_options();
+  sc.options.scheme = MessageScheme::kDispatcher;
+  sc.options.scheduler = SchedulerKind::kDynamic;
+  sc.options.scheduler_period_us = 2000;
+  sc.chaos_mover = true;
+  run_scenario(sc);
+}
+
+TEST(RuntimeStress, InterruptModeSendersThatStartAndStopLoseNoWakeUp) {
+  Scenario sc;
+  sc.senders = 8;
+  sc.targets = 4;
+  sc.per_sender = test::stress_count(20'000, 400);
+  sc.burst = sc.per_sender / 20;  // 20 bursts with pauses long enough for the reactors to sleep
+  sc.sender_pause = std::chrono::milliseconds(3);
+  sc.options = base_options();
+  sc.options.interrupt_mode = true;
+  sc.options.idle_before_sleep_us = 300;
+  sc.expect_sleeps = true;
+  sc.options.scheduler = SchedulerKind::kDynamic;
+  sc.options.scheduler_period_us = 2000;
+  sc.chaos_mover = false;
+  run_scenario(sc);
+}
+
+TEST(RuntimeStress, SmallLanesBlockAndResumeWithoutLoss) {
+  Scenario sc;
+  sc.senders = 16;
+  sc.targets = 2;
+  sc.per_sender = test::stress_count(20'000, 500);  // every few messages block: slow by design
+  sc.options = base_options();
+  sc.options.lane_capacity = 8;
+  sc.options.drain_batch = 4;
+  sc.chaos_mover = true;
+  run_scenario(sc);
+}
+
+}  // namespace
+}  // namespace nvmux
