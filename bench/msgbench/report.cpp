@@ -72,6 +72,8 @@ std::vector<TargetCheck> check_targets(const SweepReport& report) {
       t.ratio = rb->msgs_per_sec > 0 ? ra->msgs_per_sec / rb->msgs_per_sec : INFINITY;
       t.met = t.ratio >= target;
       t.detail = fmt::format("{:.3f} / {:.3f} M msgs/s", ra->msgs_per_sec / 1e6, rb->msgs_per_sec / 1e6);
+      if (ra->stalled) t.detail += fmt::format(" ({} stalled)", a);
+      if (rb->stalled && rb != ra) t.detail += fmt::format(" ({} stalled)", b);
     }
     checks.push_back(std::move(t));
   };
@@ -103,7 +105,7 @@ std::vector<TargetCheck> check_targets(const SweepReport& report) {
       t.evaluated = true;
       t.ratio = worst;
       t.met = worst <= 1.0;
-      t.detail = fmt::format("{} points compared; worst at {} producers", points, worst_p);
+      t.detail = fmt::format("{} point{} compared; worst at {} producers", points, points == 1 ? "" : "s", worst_p);
     } else {
       t.detail = "no point where both ran and spdk completed";
     }
