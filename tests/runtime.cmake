@@ -3,7 +3,7 @@
 nvmux_gtest(runtime_unit_test
   SOURCES unit/runtime/runtime_test.cpp unit/runtime/thread_test.cpp unit/runtime/send_test.cpp
           unit/runtime/message_test.cpp unit/runtime/stats_test.cpp
-  DEPS nvmux_runtime LABELS unit)
+  DEPS nvmux_runtime LABELS "unit;concurrency")
 
 nvmux_gtest(runtime_reactor_test
   SOURCES unit/runtime/reactor_test.cpp

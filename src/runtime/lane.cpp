@@ -5,6 +5,7 @@
 
 #include <thread>
 
+#include "fence.hpp"
 #include "futex.hpp"
 #include "lane_access.hpp"
 #include "nvmux/common/cpu.hpp"
@@ -118,7 +119,7 @@ Status acquire_lane(Thread& target, Lane*& lane) {
 void wake_consumer(Lane& lane) {
   // Publish the slot (our tail store) before reading the sleep flag; pairs with the reactor's
   // fence between setting the flag and re-checking its lanes.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  full_fence();
   Reactor* reactor = LaneAccess::reactor_of(*lane.consumer);  // read after the fence: see reactor.hpp
   if (reactor != nullptr) reactor->wake_fenced();
 }
@@ -165,7 +166,7 @@ Status wait_for_space(Lane& lane, bool blocking) {
     lane.producer_waiting.store(1, std::memory_order_relaxed);
     // The flag is visible before we re-read head; pairs with the consumer's fence between its head
     // store and reading the flag. Either we see the space or it sees the flag and wakes us.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    full_fence();
     // Stopped first: stop() frees slots when it drops what is queued, and nothing would run a
     // message pushed into them.
     if (LaneAccess::runtime_stopped(runtime)) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <future>
 
+#include "fence.hpp"
 #include "futex.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
@@ -32,7 +33,7 @@ void Reactor::adopt(Thread* thread) {
 void Reactor::wake() {
   // Whatever the caller published is ordered before reading the sleep flag (pairs with the
   // reactor's fence between setting the flag and re-checking for work).
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  full_fence();
   wake_fenced();
 }
 
@@ -130,7 +131,7 @@ void Reactor::sleep_until_work(std::uint64_t now_us) {
   sleep_word_.store(1, std::memory_order_relaxed);
   // The flag is visible before we re-check the lanes; pairs with the sender's fence between its
   // slot publication and reading the flag. Either it sees 1 and wakes us, or we see its message.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  full_fence();
   if (has_work()) {
     sleep_word_.store(0, std::memory_order_relaxed);
     return;

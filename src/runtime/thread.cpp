@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "fence.hpp"
 #include "futex.hpp"
 #include "lane_access.hpp"
 #include "nvmux/common/cpu.hpp"
@@ -222,7 +223,7 @@ namespace {
 void wake_blocked_producer(detail::Lane& lane) {
   // Our head store is ordered before reading the flag; pairs with the producer's fence between
   // setting the flag and re-reading head. Either it sees the space or we see the flag.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  detail::full_fence();
   if (lane.producer_waiting.load(std::memory_order_relaxed) != 0 &&
       lane.producer_waiting.exchange(0, std::memory_order_relaxed) != 0) {  // only one waker makes the syscall
     detail::futex_wake(lane.producer_waiting, 1);

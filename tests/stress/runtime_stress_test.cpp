@@ -19,7 +19,7 @@
 namespace nvmux {
 namespace {
 
-constexpr auto kDeadline = std::chrono::seconds(100);
+constexpr auto kDeadline = std::chrono::seconds(150);  // generous: the 2-core VM is shared
 
 using Clock = std::chrono::steady_clock;
 
@@ -233,7 +233,7 @@ TEST(RuntimeStress, InterruptModeSendersThatStartAndStopLoseNoWakeUp) {
 
 TEST(RuntimeStress, SmallLanesBlockAndResumeWithoutLoss) {
   Scenario sc;
-  sc.senders = 16;
+  sc.senders = 8;
   sc.targets = 2;
   sc.per_sender = test::stress_count(20'000, 500);  // every few messages block: slow by design
   sc.options = base_options();

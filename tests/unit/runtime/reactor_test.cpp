@@ -131,6 +131,63 @@ TEST(Reactor, FullLaneBlocksTheSenderAndResumesWithoutLoss) {
   for (int i = 0; i < kMessages; ++i) EXPECT_EQ(ran[static_cast<std::size_t>(i)], i);
 }
 
+TEST(Reactor, SenderOnAReactorGetsWouldBlockInsteadOfWaitingForever) {
+  RuntimeOptions o = two_reactors();
+  o.lane_capacity = 4;
+  o.reactor_send_wait_us = 2000;
+  auto rt = Runtime::create(o).value();
+  Thread* stuck = rt->create_thread("stuck", 0).value();
+  Thread* sender = rt->create_thread("sender", 1).value();
+  ASSERT_TRUE(rt->start().ok());
+  std::atomic<bool> gate_open{false};
+  std::atomic<bool> gate_entered{false};
+  ASSERT_TRUE(send_msg(*stuck, [&] {
+                gate_entered.store(true);
+                auto deadline = std::chrono::steady_clock::now() + kDeadline;
+                while (!gate_open.load() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+              }).ok());
+  ASSERT_TRUE(wait_for([&] { return gate_entered.load(); }));
+  std::atomic<int> ran{0};
+  std::vector<StatusCode> codes;  // written on `sender`, read after `done`
+  std::atomic<bool> done{false};
+  ASSERT_TRUE(send_msg(*sender, [&] {
+                for (int i = 0; i < 5; ++i) codes.push_back(send_msg(*stuck, [&ran] { ran.fetch_add(1); }).code());
+                done.store(true);
+              }).ok());
+  ASSERT_TRUE(wait_for([&] { return done.load(); }));
+  ASSERT_EQ(codes.size(), 5u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(codes[static_cast<std::size_t>(i)], StatusCode::kOk);
+  EXPECT_EQ(codes[4], StatusCode::kWouldBlock) << "a reactor must not block on a lane another reactor drains";
+  gate_open.store(true);
+  ASSERT_TRUE(wait_for([&] { return ran.load() == 4; }));
+  EXPECT_TRUE(rt->stop().ok());
+}
+
+TEST(Reactor, ExitedThreadLeavesItsReactorAndRefusesMessages) {
+  auto rt = Runtime::create(two_reactors()).value();
+  Thread* t = rt->create_thread("leaver").value();
+  Thread* other = rt->create_thread("stayer").value();
+  ASSERT_TRUE(rt->start().ok());
+  std::atomic<int> ran{0};
+  ASSERT_TRUE(send_msg(*t, [&ran, t] {
+                ran.fetch_add(1);
+                EXPECT_TRUE(t->exit().ok());
+              }).ok());
+  ASSERT_TRUE(wait_for([&] { return t->state() == ThreadState::kExited; }));
+  EXPECT_EQ(send_msg(*t, [] {}).code(), StatusCode::kAborted);
+  ASSERT_TRUE(wait_for([&] {
+    for (auto& r : rt->stats().reactors) {
+      for (auto& name : r.threads) {
+        if (name == "leaver") return false;
+      }
+    }
+    return true;
+  }));
+  ASSERT_TRUE(send_msg(*other, [&ran] { ran.fetch_add(1); }).ok());
+  ASSERT_TRUE(wait_for([&] { return ran.load() == 2; }));
+  EXPECT_TRUE(rt->stop().ok());
+}
+
 TEST(Reactor, InterruptModeSleepsAndEverySendWakesIt) {
   RuntimeOptions o = two_reactors();
   o.interrupt_mode = true;

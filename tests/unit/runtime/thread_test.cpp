@@ -130,8 +130,8 @@ TEST(ThreadDeterministic, PollerUnregistersItselfAfterThreeRuns) {
   Manual m;
   Thread* t = m.make("t");
   int runs = 0;
+  Poller* self = nullptr;  // outlives the registering message: the poller reads it later
   m.run_message(t, [&] {
-    Poller* self = nullptr;
     self = t->register_poller("three", [&runs, &self, t] {
                if (++runs == 3) {
                  EXPECT_TRUE(t->unregister_poller(self).ok());
