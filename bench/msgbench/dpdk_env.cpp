@@ -74,6 +74,7 @@ Status ensure_dpdk_eal() {
                                 "0",
                                 std::string("--log-level=") + (level != nullptr ? level : "warning")};
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   int rc = rte_eal_init(static_cast<int>(args.size()), argv.data());

@@ -206,8 +206,10 @@ std::string render_svg(const SweepReport& report) {
   constexpr double kFloorMsgs = 1e3;  // plot floor: 0.001 M msgs/s (zero-throughput points sit here)
   auto cs = consumer_counts(report);
   auto modes = modes_in(report);
+  constexpr std::size_t kLegendPerRow = 3;
+  const std::size_t legend_rows = (modes.size() + kLegendPerRow - 1) / kLegendPerRow;  // rounded up
   double total_w = kPanelW * static_cast<double>(std::max<std::size_t>(1, cs.size()));
-  double total_h = kPanelH + kLegendH * static_cast<double>((modes.size() + 2) / 3) + 30;
+  double total_h = kPanelH + kLegendH * static_cast<double>(legend_rows) + 30;
 
   double ymin = 1e300, ymax = 0;
   for (const auto& r : report.results) {
@@ -281,14 +283,15 @@ std::string render_svg(const SweepReport& report) {
   }
   // Legend under the panels, three modes per row.
   for (std::size_t i = 0; i < modes.size(); ++i) {
-    double x = 20 + 200 * static_cast<double>(i % 3);
-    double y = kPanelH + 10 + kLegendH * static_cast<double>(i / 3);
+    const std::size_t row = i / kLegendPerRow, column = i % kLegendPerRow;
+    double x = 20 + 200 * static_cast<double>(column);
+    double y = kPanelH + 10 + kLegendH * static_cast<double>(row);
     s += fmt::format(
         "<line x1=\"{:.0f}\" y1=\"{:.0f}\" x2=\"{:.0f}\" y2=\"{:.0f}\" stroke=\"{}\" stroke-width=\"3\"/>"
         "<text x=\"{:.0f}\" y=\"{:.0f}\">{}</text>\n",
         x, y, x + 30, y, colour_of(modes[i]), x + 38, y + 4, modes[i]);
   }
-  double note_y = kPanelH + 10 + kLegendH * static_cast<double>((modes.size() + 2) / 3) + 8;
+  double note_y = kPanelH + 10 + kLegendH * static_cast<double>(legend_rows) + 8;
   s += fmt::format(
       "<text x=\"20\" y=\"{:.0f}\" fill=\"#555\">open marker: point stalled (cut off at its deadline); "
       "{:.1f} s per point, {} ns work per message</text>\n",
