@@ -11,8 +11,6 @@
 namespace nvmux::detail {
 
 namespace {
-// Longest single sleep, even with no timer due: a safety net, never the wake-up mechanism.
-constexpr std::uint64_t kMaxReactorSleepUs = 100'000;
 thread_local int tl_reactor_index = -1;
 }  // namespace
 
@@ -124,9 +122,11 @@ void Reactor::sleep_until_work(std::uint64_t now_us) {
   std::uint64_t due = UINT64_MAX;
   for (Thread* thread : threads_) due = std::min(due, thread->next_timer_due_us());
   if (runtime_.options().scheduler == SchedulerKind::kDynamic && index_ == 0) due = std::min(due, next_sched_us_);
-  std::uint64_t timeout_us = due == UINT64_MAX ? kMaxReactorSleepUs : (due > now_us ? due - now_us : 0);
+  // The longest sleep (max_sleep_us) is a safety net, never the wake-up mechanism.
+  const std::uint64_t max_sleep_us = runtime_.options().max_sleep_us;
+  std::uint64_t timeout_us = due == UINT64_MAX ? max_sleep_us : (due > now_us ? due - now_us : 0);
   if (timeout_us == 0) return;
-  timeout_us = std::min(timeout_us, kMaxReactorSleepUs);
+  timeout_us = std::min(timeout_us, max_sleep_us);
 
   sleep_word_.store(1, std::memory_order_relaxed);
   // The flag is visible before we re-check the lanes; pairs with the sender's fence between its

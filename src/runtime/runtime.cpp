@@ -60,6 +60,9 @@ Status validate(const RuntimeOptions& o) {
     return invalid(fmt::format("RuntimeOptions.idle_before_sleep_us is {}: at most 60000000",
                                o.idle_before_sleep_us));
   }
+  if (o.max_sleep_us < 100 || o.max_sleep_us > 600'000'000) {
+    return invalid(fmt::format("RuntimeOptions.max_sleep_us is {}: it must be in [100, 600000000]", o.max_sleep_us));
+  }
   if (o.stop_drain_timeout_us > 600'000'000) {
     return invalid(fmt::format("RuntimeOptions.stop_drain_timeout_us is {}: at most 600000000",
                                o.stop_drain_timeout_us));

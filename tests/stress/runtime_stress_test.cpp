@@ -62,9 +62,6 @@ struct Scenario {
   std::uint64_t per_sender;
   RuntimeOptions options;
   bool chaos_mover;
-  std::chrono::milliseconds sender_pause{0};  // pause between bursts (lets reactors sleep)
-  std::uint64_t burst = 0;
-  bool expect_sleeps = false;  // interrupt mode: the reactors must have slept and been woken
 };
 
 void run_scenario(const Scenario& sc) {
@@ -95,7 +92,6 @@ void run_scenario(const Scenario& sc) {
           send_errors.fetch_add(1);
           return;
         }
-        if (sc.burst != 0 && i % sc.burst == sc.burst - 1) std::this_thread::sleep_for(sc.sender_pause);
       }
     });
   }
@@ -164,16 +160,6 @@ void run_scenario(const Scenario& sc) {
   if (sc.chaos_mover) {
     EXPECT_GT(moves, 0u);
   }
-  if (sc.expect_sleeps) {
-    std::uint64_t sleeps = 0;
-    std::uint64_t wakeups = 0;
-    for (auto& r : stats.reactors) {
-      sleeps += r.sleeps;
-      wakeups += r.wakeups;
-    }
-    EXPECT_GT(sleeps, 0u);
-    EXPECT_GT(wakeups, 0u) << "senders woke sleeping reactors";
-  }
   auto seconds = std::chrono::duration<double>(Clock::now() - start_time).count();
   std::printf("%d senders x %llu messages -> %d targets: %.2f s, %.2f M msg/s, %llu moves\n", sc.senders,
               static_cast<unsigned long long>(sc.per_sender), sc.targets, seconds,
@@ -214,21 +200,75 @@ TEST(RuntimeStress, DispatcherSchemeExactlyOnceInOrder) {
   run_scenario(sc);
 }
 
+// Interrupt mode with senders that start and stop: in each wave the reactors are first allowed to
+// fall asleep, then fresh pthreads send a burst and exit. The safety-net timeout is a minute, so a
+// lost wake-up leaves messages unrun and fails the wave's bounded wait instead of hiding.
 TEST(RuntimeStress, InterruptModeSendersThatStartAndStopLoseNoWakeUp) {
-  Scenario sc;
-  sc.senders = 8;
-  sc.targets = 4;
-  sc.per_sender = test::stress_count(20'000, 400);
-  sc.burst = sc.per_sender / 20;  // 20 bursts with pauses long enough for the reactors to sleep
-  sc.sender_pause = std::chrono::milliseconds(3);
-  sc.options = base_options();
-  sc.options.interrupt_mode = true;
-  sc.options.idle_before_sleep_us = 300;
-  sc.expect_sleeps = true;
-  sc.options.scheduler = SchedulerKind::kDynamic;
-  sc.options.scheduler_period_us = 2000;
-  sc.chaos_mover = false;
-  run_scenario(sc);
+  constexpr int kTargets = 4;
+  constexpr int kSendersPerWave = 4;
+  constexpr auto kWaveLimit = std::chrono::seconds(20);
+  const std::uint64_t waves = test::stress_count(200, 20);
+  const std::uint64_t per_sender = test::stress_count(2000, 100);
+  RuntimeOptions o = base_options();
+  o.interrupt_mode = true;
+  o.idle_before_sleep_us = 300;
+  o.max_sleep_us = 60'000'000;
+  auto rt = Runtime::create(o).value();
+  std::vector<Thread*> targets;
+  std::vector<TargetCheck> checks(kTargets);
+  const std::size_t total_senders = static_cast<std::size_t>(waves) * kSendersPerWave;
+  for (int t = 0; t < kTargets; ++t) {
+    targets.push_back(rt->create_thread("target" + std::to_string(t)).value());
+    checks[static_cast<std::size_t>(t)].next_seq.assign(total_senders, 0);
+  }
+  ASSERT_TRUE(rt->start().ok());
+  auto ran = [&] {
+    std::uint64_t sum = 0;
+    for (auto& c : checks) sum += c.ran.load(std::memory_order_relaxed);
+    return sum;
+  };
+  std::uint64_t expected = 0;
+  for (std::uint64_t wave = 0; wave < waves; ++wave) {
+    ASSERT_TRUE(wait_for(
+        [&] {
+          auto s = rt->stats();
+          return s.reactors[0].asleep && s.reactors[1].asleep;
+        },
+        Clock::now() + kWaveLimit))
+        << "wave " << wave << ": the reactors never fell asleep";
+    std::vector<std::thread> senders;
+    for (int k = 0; k < kSendersPerWave; ++k) {
+      auto sender = static_cast<std::uint32_t>(wave * kSendersPerWave + static_cast<std::uint64_t>(k));
+      senders.emplace_back([&, sender] {
+        std::vector<std::uint64_t> seq(kTargets, 0);
+        for (std::uint64_t i = 0; i < per_sender; ++i) {
+          std::size_t t = (i + sender) % kTargets;
+          std::uint64_t n = seq[t]++;
+          ASSERT_TRUE(send_msg(*targets[t], Stamped{&checks[t], sender, n, n ^ 0x9e3779b97f4a7c15ull}).ok());
+        }
+      });
+    }
+    for (auto& t : senders) t.join();
+    expected += kSendersPerWave * per_sender;
+    ASSERT_TRUE(wait_for([&] { return ran() == expected; }, Clock::now() + kWaveLimit))
+        << "lost wake-up in wave " << wave << ": " << ran() << " of " << expected << " ran\n"
+        << rt->stats().to_json().dump(1);
+  }
+  auto stats = rt->stats();
+  std::uint64_t sleeps = 0;
+  std::uint64_t wakeups = 0;
+  for (auto& r : stats.reactors) {
+    sleeps += r.sleeps;
+    wakeups += r.wakeups;
+  }
+  EXPECT_GE(sleeps, waves);
+  EXPECT_GE(wakeups, waves) << "every wave woke at least one sleeping reactor";
+  Status stopped = rt->stop();
+  EXPECT_TRUE(stopped.ok()) << stopped.to_string();
+  for (auto& c : checks) EXPECT_EQ(c.out_of_order, 0u);
+  std::printf("%llu waves of %d pthreads x %llu messages, %llu sleeps, %llu wake-ups\n",
+              static_cast<unsigned long long>(waves), kSendersPerWave, static_cast<unsigned long long>(per_sender),
+              static_cast<unsigned long long>(sleeps), static_cast<unsigned long long>(wakeups));
 }
 
 TEST(RuntimeStress, SmallLanesBlockAndResumeWithoutLoss) {

@@ -17,12 +17,14 @@
 // stop_drain_timeout_us; then it stops the reactors, destroys whatever is still queued without
 // running it, and returns kAborted naming how many messages it dropped (ok when none).
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nvmux/common/status.hpp"
@@ -60,6 +62,9 @@ struct RuntimeOptions {
   int dispatcher_core = -1;
   bool interrupt_mode = false;
   std::uint64_t idle_before_sleep_us = 1000;  // interrupt mode: idle this long, then sleep
+  // Interrupt mode: longest single sleep when no timer is due. A safety net only — wake-ups come
+  // from senders; tests set it very high so that a lost wake-up shows up as a hang.
+  std::uint64_t max_sleep_us = 100'000;
   std::size_t lane_capacity = 1024;           // slots, power of two in [2, kMaxLaneCapacity]
   std::size_t drain_batch = 32;               // per lane per poll, in [1, kMaxDrainBatch]
   bool pin_reactors = true;                   // false: reactors run unpinned (shared CI machines)

@@ -192,6 +192,7 @@ TEST(Reactor, InterruptModeSleepsAndEverySendWakesIt) {
   RuntimeOptions o = two_reactors();
   o.interrupt_mode = true;
   o.idle_before_sleep_us = 200;
+  o.max_sleep_us = 60'000'000;  // only a wake-up ends a sleep within the test's bounded waits
   auto rt = Runtime::create(o).value();
   Thread* a = rt->create_thread("a").value();
   Thread* b = rt->create_thread("b").value();

@@ -43,6 +43,10 @@ TEST(RuntimeOptions, BadValuesAreInvalidArgumentNamingTheField) {
   EXPECT_EQ(create_status(o).code(), StatusCode::kInvalidArgument);
 
   o = RuntimeOptions{};
+  o.max_sleep_us = 0;
+  EXPECT_EQ(create_status(o).code(), StatusCode::kInvalidArgument);
+
+  o = RuntimeOptions{};
   o.busy_threshold = 1.5;
   EXPECT_EQ(create_status(o).code(), StatusCode::kInvalidArgument);
 
