@@ -123,7 +123,7 @@ std::string format_table(const SweepReport& report) {
         fmt::format("\n== {} consumer{} | {:.1f} s per point | {} ns work per message | {} on {} cores\n", c,
                     c == 1 ? "" : "s", o.point.duration_s, o.point.work_ns,
                     report.machine.value("cpu", std::string("unknown CPU")), report.machine.value("online_cores", 0));
-    out += fmt::format("{:>9}  {:<17}{:>10}{:>10}{:>11}{:>11}{:>11}{:>9}  {}\n", "producers", "mode", "M msgs/s",
+    out += fmt::format("{:>9}  {:<17}{:>10}{:>12}{:>12}{:>12}{:>13}{:>10}  {}\n", "producers", "mode", "M msgs/s",
                        "p50 ns", "p99 ns", "p99.9 ns", "cpu ms/M", have_spdk ? "x spdk" : "", "status");
     for (int p : producer_counts(report, c)) {
       const PointResult* spdk = find(report, "spdk", p, c);
@@ -137,7 +137,7 @@ std::string format_table(const SweepReport& report) {
           status = fmt::format("CHECK FAILED: lost {} out-of-order {} unbalanced pairs {}", r->lost, r->out_of_order,
                                r->unbalanced_pairs);
         }
-        out += fmt::format("{:>9}  {:<17}{:>10.3f}{:>10}{:>11}{:>11}{:>11.1f}{:>9}  {}\n", p, mode,
+        out += fmt::format("{:>9}  {:<17}{:>10.3f}{:>12}{:>12}{:>12}{:>13.1f}{:>10}  {}\n", p, mode,
                            r->msgs_per_sec / 1e6, r->p50_ns, r->p99_ns, r->p999_ns, r->cpu_ms_per_million, vs, status);
       }
     }
