@@ -11,7 +11,7 @@ nvmux_gtest(msgbench_unit_test
 
 # Short multi-thread runs of the modes without DPDK: also run under ThreadSanitizer.
 nvmux_gtest(msgbench_modes_test
-  SOURCES integration/msgbench_modes_test.cpp
+  SOURCES integration/msgbench_modes_test.cpp integration/msgbench_bounds_test.cpp
   DEPS nvmux_msgbench LABELS "integration;concurrency")
 
 # The DPDK modes: not labelled concurrency, so the TSan preset skips them. libdpdk is not built

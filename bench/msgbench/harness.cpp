@@ -186,6 +186,15 @@ Status check_modes(const std::vector<std::string>& modes) {
 // ---- one point ----
 
 Result<PointResult> run_point(const std::string& mode_name, int producers, int consumers, const PointOptions& options) {
+  NVMUX_RETURN_IF_ERROR(check_modes({mode_name}));
+  std::unique_ptr<Mode> mode = make_mode(mode_name);
+  NVMUX_ASSERT(mode != nullptr, "mode '{}' is in the catalogue as built but has no factory", mode_name);
+  return run_point_with(std::move(mode), mode_name, producers, consumers, options);
+}
+
+Result<PointResult> run_point_with(std::unique_ptr<Mode> mode, const std::string& mode_name, int producers,
+                                   int consumers, const PointOptions& options) {
+  NVMUX_ASSERT(mode != nullptr, "run_point_with needs a mode");
   if (producers < 1 || producers > kMaxProducers) {
     return Status::error(StatusCode::kInvalidArgument, "producers {} outside 1..{}", producers, kMaxProducers);
   }
@@ -195,9 +204,6 @@ Result<PointResult> run_point(const std::string& mode_name, int producers, int c
   if (!(options.duration_s > 0) || options.duration_s > 3600) {
     return Status::error(StatusCode::kInvalidArgument, "duration {} s outside (0, 3600]", options.duration_s);
   }
-  NVMUX_RETURN_IF_ERROR(check_modes({mode_name}));
-  std::unique_ptr<Mode> mode = make_mode(mode_name);
-  NVMUX_ASSERT(mode != nullptr, "mode '{}' is in the catalogue as built but has no factory", mode_name);
 
   std::uint64_t work_ticks = options.work_ns != 0 ? std::max<std::uint64_t>(1, ns_to_tsc(options.work_ns)) : 0;
   std::vector<std::unique_ptr<ConsumerSink>> sinks;

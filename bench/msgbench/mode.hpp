@@ -156,6 +156,13 @@ class PolledConsumers {
   std::vector<std::thread> threads_;
 };
 
+struct PointOptions;
+struct PointResult;
+// run_point (msgbench.hpp) with a Mode object instead of a catalogue name: how tests drive a
+// design that misbehaves on purpose. Same errors and bounds as run_point.
+Result<PointResult> run_point_with(std::unique_ptr<Mode> mode, const std::string& mode_name, int producers,
+                                   int consumers, const PointOptions& options);
+
 // Factories (each in modes/<name>.cpp). The DPDK and runtime modes exist only when built.
 std::unique_ptr<Mode> make_mutex_mode();
 std::unique_ptr<Mode> make_moodycamel_mode();
