@@ -51,6 +51,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 64));
   app.add_option("--duration", options.point.duration_s, "measured seconds per point")->check(CLI::Range(0.01, 3600.0));
   app.add_option("--work-ns", options.point.work_ns, "busy work in each message handler, ns");
+  app.add_option("--lane-capacity", options.point.lane_capacity,
+                 "lanes modes: slots per lane, a power of two (default: the runtime's, 1024)");
   app.add_option("--json", json_path, "write the results as JSON to FILE");
   app.add_option("--svg", svg_path, "write a throughput chart (SVG) to FILE");
   app.add_flag("--list-modes", list, "list the modes and whether each is built, then exit");
@@ -75,9 +77,11 @@ int main(int argc, char** argv) {
   for (const auto& m : options.modes) modes_list += (modes_list.empty() ? "" : ",") + m;
   for (int p : options.producers) producers_list += (producers_list.empty() ? "" : ",") + std::to_string(p);
   for (int c : options.consumers) consumers_list += (consumers_list.empty() ? "" : ",") + std::to_string(c);
-  std::printf("nvmux-msgbench: modes %s | producers %s | consumers %s | %.1f s per point | work %llu ns\n",
-              modes_list.c_str(), producers_list.c_str(), consumers_list.c_str(), options.point.duration_s,
-              static_cast<unsigned long long>(options.point.work_ns));
+  std::string lanes = options.point.lane_capacity != 0 ? std::to_string(options.point.lane_capacity) : "default";
+  std::printf(
+      "nvmux-msgbench: modes %s | producers %s | consumers %s | %.1f s per point | work %llu ns | lane slots %s\n",
+      modes_list.c_str(), producers_list.c_str(), consumers_list.c_str(), options.point.duration_s,
+      static_cast<unsigned long long>(options.point.work_ns), lanes.c_str());
   std::fflush(stdout);
 
   bool tty = !quiet && isatty(STDERR_FILENO) != 0;

@@ -207,7 +207,7 @@ Result<PointResult> run_point_with(std::unique_ptr<Mode> mode, const std::string
 
   std::uint64_t work_ticks = options.work_ns != 0 ? std::max<std::uint64_t>(1, ns_to_tsc(options.work_ns)) : 0;
   std::vector<std::unique_ptr<ConsumerSink>> sinks;
-  ModeConfig config{producers, consumers, {}};
+  ModeConfig config{producers, consumers, options.lane_capacity, {}};
   for (int c = 0; c < consumers; ++c) {
     sinks.push_back(std::make_unique<ConsumerSink>(producers, work_ticks));
     config.sinks.push_back(sinks.back().get());

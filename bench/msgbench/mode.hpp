@@ -112,6 +112,7 @@ class ProducerHandle {
 struct ModeConfig {
   int producers = 1;
   int consumers = 1;
+  std::size_t lane_capacity = 0;     // lanes modes: slots per lane; 0 = the runtime's default
   std::vector<ConsumerSink*> sinks;  // one per consumer, alive until stop() returns
 };
 

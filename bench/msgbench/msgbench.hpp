@@ -47,12 +47,13 @@ std::vector<std::string> built_modes();
 // heavy --work-ns); or when, after the window, producers stayed inside their send call past the
 // exit grace or the consumers did not drain what was sent within drain_timeout_s.
 struct PointOptions {
-  double duration_s = 2.0;       // measured window
-  std::uint64_t work_ns = 0;     // busy work per message in the handler
-  double warmup_s = 0.1;         // before the window: queues fill, caches warm
-  double stall_gap_s = 0.25;     // a stretch this long with no message executed: collapsed, stalled
-  double stall_after_s = 1.0;    // no message executed for this long: cut off early, stalled
-  double drain_timeout_s = 2.0;  // after the window: consumers must catch up within this
+  double duration_s = 2.0;        // measured window
+  std::uint64_t work_ns = 0;      // busy work per message in the handler
+  double warmup_s = 0.1;          // before the window: queues fill, caches warm
+  double stall_gap_s = 0.25;      // a stretch this long with no message executed: collapsed, stalled
+  double stall_after_s = 1.0;     // no message executed for this long: cut off early, stalled
+  double drain_timeout_s = 2.0;   // after the window: consumers must catch up within this
+  std::size_t lane_capacity = 0;  // lanes modes only: slots per lane (power of two); 0 = runtime default
 };
 
 struct PointResult {

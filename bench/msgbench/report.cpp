@@ -119,9 +119,10 @@ std::string format_table(const SweepReport& report) {
   const auto& o = report.options;
   bool have_spdk = std::find(o.modes.begin(), o.modes.end(), "spdk") != o.modes.end();
   for (int c : consumer_counts(report)) {
+    std::string lanes = o.point.lane_capacity != 0 ? fmt::format(" | {}-slot lanes", o.point.lane_capacity) : "";
     out +=
-        fmt::format("\n== {} consumer{} | {:.1f} s per point | {} ns work per message | {} on {} cores\n", c,
-                    c == 1 ? "" : "s", o.point.duration_s, o.point.work_ns,
+        fmt::format("\n== {} consumer{} | {:.1f} s per point | {} ns work per message{} | {} on {} cores\n", c,
+                    c == 1 ? "" : "s", o.point.duration_s, o.point.work_ns, lanes,
                     report.machine.value("cpu", std::string("unknown CPU")), report.machine.value("online_cores", 0));
     out += fmt::format("{:>9}  {:<17}{:>10}{:>12}{:>12}{:>12}{:>13}{:>10}  {}\n", "producers", "mode", "M msgs/s",
                        "p50 ns", "p99 ns", "p99.9 ns", "cpu ms/M", have_spdk ? "x spdk" : "", "status");
@@ -165,7 +166,8 @@ nlohmann::json to_json(const SweepReport& report) {
                  {"warmup_s", o.point.warmup_s},
                  {"stall_gap_s", o.point.stall_gap_s},
                  {"stall_after_s", o.point.stall_after_s},
-                 {"drain_timeout_s", o.point.drain_timeout_s}};
+                 {"drain_timeout_s", o.point.drain_timeout_s},
+                 {"lane_capacity", o.point.lane_capacity}};
   j["results"] = nlohmann::json::array();
   for (const auto& r : report.results) {
     nlohmann::json counters = nlohmann::json::object();

@@ -34,6 +34,7 @@ class LanesMode final : public Mode {
     // The messaging thread gets a core of its own when one is left, else it shares the last one.
     options.dispatcher_core = dispatcher_ ? std::min(reactors, cores - 1) : -1;
     options.interrupt_mode = false;
+    if (config.lane_capacity != 0) options.lane_capacity = config.lane_capacity;
     auto runtime = Runtime::create(options);
     if (!runtime.ok()) return runtime.status();
     runtime_ = std::move(runtime).value();
