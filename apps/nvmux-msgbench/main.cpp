@@ -1,0 +1,119 @@
+// nvmux-msgbench: cross-thread messaging designs side by side in one run (see
+// bench/msgbench/msgbench.hpp and docs/benchmarks.md). Parses flags, runs the sweep, prints.
+//
+//   nvmux-msgbench [--modes spdk,lanes,...] [--producers 1,2,4,8,16,64] [--consumers 1,2]
+//                  [--duration SECONDS] [--work-ns NS] [--json FILE] [--svg FILE] [--list-modes]
+//
+// Exit status: 0 done (also when a point stalled: that is a result), 1 a point failed to run,
+// 2 bad arguments or a mode not built.
+
+#include <CLI/CLI.hpp>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "msgbench.hpp"
+#include "nvmux/common/log.hpp"
+
+namespace mb = nvmux::msgbench;
+
+namespace {
+
+bool write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  out.close();
+  if (!out) {
+    std::fprintf(stderr, "nvmux-msgbench: cannot write %s\n", path.c_str());
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  nvmux::init_logging("warn");
+  CLI::App app{
+      "nvmux-msgbench: cross-thread message passing, side by side (SPDK/DPDK, mutex, moodycamel, nvmux lanes)"};
+  mb::SweepOptions options;
+  options.modes = mb::built_modes();
+  std::string json_path, svg_path;
+  bool list = false, quiet = false;
+  app.add_option("--modes", options.modes, "comma list of modes (default: every built mode)")->delimiter(',');
+  app.add_option("--producers", options.producers, "comma list of producer counts")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--consumers", options.consumers, "comma list of consumer counts")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 64));
+  app.add_option("--duration", options.point.duration_s, "measured seconds per point")->check(CLI::Range(0.01, 3600.0));
+  app.add_option("--work-ns", options.point.work_ns, "busy work in each message handler, ns");
+  app.add_option("--lane-capacity", options.point.lane_capacity,
+                 "lanes modes: slots per lane, a power of two (default: the runtime's, 1024)");
+  app.add_option("--json", json_path, "write the results as JSON to FILE");
+  app.add_option("--svg", svg_path, "write a throughput chart (SVG) to FILE");
+  app.add_flag("--list-modes", list, "list the modes and whether each is built, then exit");
+  app.add_flag("--quiet", quiet, "no progress line");
+  CLI11_PARSE(app, argc, argv);
+
+  if (list) {
+    for (const auto& m : mb::mode_catalog()) {
+      std::printf("%-17s %-10s %s\n", m.name.c_str(), m.built ? "built" : "NOT BUILT",
+                  m.built ? m.description.c_str() : m.not_built_why.c_str());
+    }
+    return 0;
+  }
+  if (auto s = mb::check_modes(options.modes); !s.ok()) {
+    std::fprintf(stderr, "nvmux-msgbench: %s\n", s.message().c_str());
+    return 2;
+  }
+  for (const auto& m : mb::mode_catalog()) {
+    if (!m.built) std::printf("note: mode %s is not built: %s\n", m.name.c_str(), m.not_built_why.c_str());
+  }
+  std::string modes_list, producers_list, consumers_list;
+  for (const auto& m : options.modes) modes_list += (modes_list.empty() ? "" : ",") + m;
+  for (int p : options.producers) producers_list += (producers_list.empty() ? "" : ",") + std::to_string(p);
+  for (int c : options.consumers) consumers_list += (consumers_list.empty() ? "" : ",") + std::to_string(c);
+  std::string lanes = options.point.lane_capacity != 0 ? std::to_string(options.point.lane_capacity) : "default";
+  std::printf(
+      "nvmux-msgbench: modes %s | producers %s | consumers %s | %.1f s per point | work %llu ns | lane slots %s\n",
+      modes_list.c_str(), producers_list.c_str(), consumers_list.c_str(), options.point.duration_s,
+      static_cast<unsigned long long>(options.point.work_ns), lanes.c_str());
+  std::fflush(stdout);
+
+  bool tty = !quiet && isatty(STDERR_FILENO) != 0;
+  auto progress = [tty](const mb::Progress& p) {
+    if (!tty) return;
+    if (p.finished == nullptr) {
+      std::fprintf(stderr, "\r\033[K[%zu/%zu] %s  producers %d  consumers %d ...", p.index, p.total, p.mode->c_str(),
+                   p.producers, p.consumers);
+    } else {
+      std::fprintf(stderr, "\r\033[K[%zu/%zu] %s  producers %d  consumers %d: %.3f M msgs/s%s", p.index, p.total,
+                   p.mode->c_str(), p.producers, p.consumers, p.finished->msgs_per_sec / 1e6,
+                   p.finished->stalled ? " (stalled)" : "");
+      if (p.index == p.total) std::fprintf(stderr, "\n");
+    }
+    std::fflush(stderr);
+  };
+  auto report = mb::run_sweep(options, progress);
+  mb::release_environment();
+  if (!report.ok()) {
+    if (tty) std::fprintf(stderr, "\n");
+    std::fprintf(stderr, "nvmux-msgbench: %s\n", report.status().to_string().c_str());
+    return 1;
+  }
+  std::printf("%s", mb::format_table(*report).c_str());
+  bool ok = true;
+  if (!json_path.empty()) {
+    ok = write_file(json_path, mb::to_json(*report).dump(2) + "\n") && ok;
+    if (ok) std::printf("\nwrote %s\n", json_path.c_str());
+  }
+  if (!svg_path.empty()) {
+    ok = write_file(svg_path, mb::render_svg(*report)) && ok;
+    if (ok) std::printf("wrote %s\n", svg_path.c_str());
+  }
+  return ok ? 0 : 1;
+}

@@ -1,0 +1,133 @@
+#pragma once
+// nvmux-msgbench: cross-thread message passing, side by side in one run — SPDK's send path on
+// real DPDK primitives, DPDK's RTS variant, a mutex inbox, moodycamel::ConcurrentQueue and nvmux
+// lanes (inbox poller and dispatcher) — P plain producer pthreads sending to C consumers.
+//
+// This header is what the app's thin main and the tests use: the mode catalogue, one point, a
+// sweep, and the three renderings (table, JSON, SVG).
+//
+// Threading: run_point/run_sweep are called from one thread at a time (they start and join their
+// own threads and leave none behind). release_environment() is called once, at the end, from
+// the main thread.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "nvmux/common/status.hpp"
+
+namespace nvmux::msgbench {
+
+struct ModeInfo {
+  std::string name;           // as given to --modes
+  std::string description;    // one line
+  bool built = false;         // false when its dependency was missing at build time
+  std::string not_built_why;  // when !built: what was missing and how to get it
+  bool uses_dpdk = false;
+};
+
+// Every mode nvmux-msgbench knows, built or not, in table order.
+const std::vector<ModeInfo>& mode_catalog();
+// Checks a --modes list: every name known and built. Errors (kInvalidArgument / kUnsupported)
+// say which name is unknown or why it is absent from this build.
+Status check_modes(const std::vector<std::string>& modes);
+// The built modes, in catalogue order (the default --modes).
+std::vector<std::string> built_modes();
+
+// Limits of one point. Every wait is bounded: a point never takes longer than
+// warmup + duration + drain_timeout + join grace, whatever the design does.
+//
+// A point is marked stalled (and reports what it completed) when, during the window, nothing was
+// executed for stall_after_s (the window is cut off there), nothing was executed for stall_gap_s
+// at a stretch, or the window's throughput fell below the collapse floor (10k msgs/s, lower with
+// heavy --work-ns); or when, after the window, producers stayed inside their send call past the
+// exit grace or the consumers did not drain what was sent within drain_timeout_s.
+struct PointOptions {
+  double duration_s = 2.0;        // measured window
+  std::uint64_t work_ns = 0;      // busy work per message in the handler
+  double warmup_s = 0.1;          // before the window: queues fill, caches warm
+  double stall_gap_s = 0.25;      // a stretch this long with no message executed: collapsed, stalled
+  double stall_after_s = 1.0;     // no message executed for this long: cut off early, stalled
+  double drain_timeout_s = 2.0;   // after the window: consumers must catch up within this
+  std::size_t lane_capacity = 0;  // lanes modes only: slots per lane (power of two); 0 = runtime default
+};
+
+struct PointResult {
+  std::string mode;
+  int producers = 0;
+  int consumers = 0;
+  double seconds = 0;             // length of the measured window
+  std::uint64_t window_msgs = 0;  // executed inside the window
+  double msgs_per_sec = 0;
+  std::uint64_t p50_ns = 0, p99_ns = 0, p999_ns = 0;  // enqueue-to-execute, inside the window
+  double cpu_ms_per_million = 0;                      // process CPU time inside the window per million messages
+  bool stalled = false;
+  std::string stall_reason;            // empty unless stalled
+  std::uint64_t sent = 0;              // enqueued by producers, whole point
+  std::uint64_t executed = 0;          // executed by consumers, whole point
+  std::uint64_t lost = 0;              // sent but never executed (only when not drained)
+  std::uint64_t out_of_order = 0;      // per (producer, consumer) sequence gaps seen by consumers
+  std::uint64_t unbalanced_pairs = 0;  // (producer, consumer) pairs whose counts differ
+  std::vector<std::pair<std::string, std::uint64_t>> counters;  // mode-specific
+};
+
+// Runs one point. Errors: kInvalidArgument (bad counts), kUnsupported (mode not built),
+// kUnavailable (the mode's environment failed to start, e.g. DPDK EAL). A design that stalls is
+// not an error: the result says stalled.
+Result<PointResult> run_point(const std::string& mode, int producers, int consumers, const PointOptions& options);
+
+struct SweepOptions {
+  std::vector<std::string> modes;
+  std::vector<int> producers{1, 2, 4, 8, 16, 64};
+  std::vector<int> consumers{1, 2};
+  PointOptions point;
+};
+
+struct Progress {
+  std::size_t index = 0;  // 1-based point number
+  std::size_t total = 0;
+  const std::string* mode = nullptr;
+  int producers = 0, consumers = 0;
+  const PointResult* finished = nullptr;  // set when the point is done, else it is starting
+};
+
+struct SweepReport {
+  nlohmann::json machine;
+  SweepOptions options;
+  std::vector<PointResult> results;
+};
+
+// Runs every (consumers, producers, mode) point, modes interleaved within each producer count.
+// Errors stop the sweep (the points done so far are lost; the caller prints the Status).
+Result<SweepReport> run_sweep(const SweepOptions& options, const std::function<void(const Progress&)>& progress);
+
+// Machine description for the report: host, CPU model, cores, kernel, TSC rate, DPDK version.
+nlohmann::json machine_info();
+
+// One table per consumer count, then the target checks with their ratios.
+std::string format_table(const SweepReport& report);
+// {"machine", "params", "results": [{mode, producers, consumers, msgs_per_sec,
+//   latency_ns: {p50, p99, p999}, cpu_ms_per_million, stalled, ...}], "targets": [...]}
+nlohmann::json to_json(const SweepReport& report);
+// Throughput against producers (log scales), one line per mode, one panel per consumer count.
+std::string render_svg(const SweepReport& report);
+
+// The four targets of issue 4, evaluated on a report (missing points: not evaluated).
+struct TargetCheck {
+  std::string what;
+  double ratio = 0;   // measured
+  double target = 0;  // required ratio (ratio >= target), or for latency: ratio <= 1
+  bool evaluated = false;
+  bool met = false;
+  std::string detail;
+};
+std::vector<TargetCheck> check_targets(const SweepReport& report);
+
+// Releases process-wide state the modes set up lazily (the DPDK EAL). Call once before exit.
+void release_environment();
+
+}  // namespace nvmux::msgbench
