@@ -68,13 +68,24 @@ std::uint64_t Histogram::percentile(double pct) const {
   std::uint64_t total = 0;
   for (const auto& b : buckets_) total += b.load(std::memory_order_relaxed);
   if (total == 0) return 0;
-  pct = std::clamp(pct, 0.0, 100.0);
+  if (pct <= 0.0) return min();
+  if (pct >= 100.0) return max();
   auto rank = static_cast<std::uint64_t>(std::ceil(pct / 100.0 * static_cast<double>(total)));
   rank = std::max<std::uint64_t>(rank, 1);
   std::uint64_t seen = 0;
   for (std::size_t i = 0; i < kBuckets; ++i) {
-    seen += buckets_[i].load(std::memory_order_relaxed);
-    if (seen >= rank) return std::min(bucket_upper(i), max());
+    std::uint64_t in_bucket = buckets_[i].load(std::memory_order_relaxed);
+    if (seen + in_bucket >= rank) {
+      // Interpolate within the bucket (values assumed spread evenly across it) rather than
+      // returning its upper edge, which biases every percentile up by up to a bucket's width.
+      std::uint64_t lower = i == 0 ? 0 : bucket_upper(i - 1) + 1;
+      std::uint64_t width = bucket_upper(i) - lower + 1;
+      double fraction = static_cast<double>(rank - seen) / static_cast<double>(in_bucket);  // in (0, 1]
+      auto position = static_cast<std::uint64_t>(std::ceil(fraction * static_cast<double>(width)));
+      std::uint64_t value = lower + (position == 0 ? 0 : position - 1);
+      return std::clamp(value, min(), max());
+    }
+    seen += in_bucket;
   }
   return max();
 }

@@ -158,8 +158,11 @@ class UringController::Transport final : public QueueTransport {
 
     io_uring_params params{};
     // Single issuer: this thread (the qpair's owner) is the only one that may submit; the kernel
-    // refuses others. Room for a DSM command's ranges on top of a full queue of reads.
-    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE;
+    // refuses others. Cooperative task running: the kernel does not interrupt this (polling)
+    // thread to post completions; it raises IORING_SQ_TASKRUN and reap() enters the kernel to run
+    // them, once per poll (7% more IOPS at depth 1 than being interrupted; docs/uring.md).
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN |
+                   IORING_SETUP_TASKRUN_FLAG;
     if (ctrl_->options_.sqpoll) {
       params.flags |= IORING_SETUP_SQPOLL;
       params.sq_thread_idle = 100;  // ms before the kernel's submitter thread sleeps
@@ -170,12 +173,14 @@ class UringController::Transport final : public QueueTransport {
                                                             kMaxDsmRanges, static_cast<std::uint32_t>(ctrl_->open_.size())));
     params.cq_entries = entries * 2;
     int rc = io_uring_queue_init_params(entries, &ring_, &params);
-    if (rc == -EINVAL && (params.flags & IORING_SETUP_SINGLE_ISSUER) != 0) {
-      NVMUX_LOG_WARN("{}: kernel refused IORING_SETUP_SINGLE_ISSUER; the owner rule is enforced by nvmux only",
+    if (rc == -EINVAL) {  // kernels before 6.0 know neither flag
+      NVMUX_LOG_WARN("{}: kernel refused IORING_SETUP_SINGLE_ISSUER / COOP_TASKRUN; the owner rule is enforced by "
+                     "nvmux only",
                      ctrl_->name());
-      params.flags &= ~IORING_SETUP_SINGLE_ISSUER;
+      params.flags &= ~(IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
       rc = io_uring_queue_init_params(entries, &ring_, &params);
     }
+    taskrun_flag_ = (params.flags & IORING_SETUP_TASKRUN_FLAG) != 0;
     if (rc < 0) return Status::from_errno(-rc, fmt::format("{}: io_uring_queue_init({} entries)", ctrl_->name(), entries));
     ring_ready_ = true;
 
@@ -411,6 +416,10 @@ class UringController::Transport final : public QueueTransport {
 
   // Kernel completions -> NVMe completions.
   void reap() {
+    // Completions the kernel queued for this task run only when it enters the kernel.
+    if (taskrun_flag_ && in_kernel_ != 0 && (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) != 0) {
+      io_uring_get_events(&ring_);
+    }
     io_uring_cqe* cqe = nullptr;
     unsigned head = 0;
     unsigned seen = 0;
@@ -514,6 +523,7 @@ class UringController::Transport final : public QueueTransport {
   io_uring ring_{};
   bool ring_ready_ = false;
   bool fixed_buffers_ = false;
+  bool taskrun_flag_ = false;  // IORING_SETUP_TASKRUN_FLAG in effect
 
   std::uint32_t sq_head_ = 0;
   std::uint32_t cq_tail_ = 0;

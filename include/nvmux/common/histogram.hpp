@@ -8,8 +8,8 @@
 // increment.
 //
 // Precision: values below 64 are exact; above, buckets are 1/32 of a power of two wide (relative
-// error under 3.2%). percentile() returns the upper edge of the bucket holding that rank, clipped
-// to the largest value recorded.
+// error under 3.2%). percentile() interpolates linearly within the bucket holding that rank
+// (values assumed evenly spread across it), clipped to the smallest and largest values recorded.
 
 #include <array>
 #include <atomic>
