@@ -11,6 +11,8 @@
 //   --json FILE   write the medians as JSON
 //   --quick       shorter runs (3 repetitions, 0.1 s each)
 #include <benchmark/benchmark.h>
+
+#include "bench_args.hpp"
 #include <time.h>
 #include <unistd.h>
 
@@ -161,37 +163,16 @@ class SummaryReporter : public benchmark::ConsoleReporter {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string json_path;
-  bool quick = false;
-  std::vector<char*> args{argv[0]};
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--json" && i + 1 < argc) {
-      json_path = argv[++i];
-    } else if (a == "--quick") {
-      quick = true;
-    } else {
-      args.push_back(argv[i]);
-    }
-  }
-  std::string reps = quick ? "--benchmark_repetitions=3" : "--benchmark_repetitions=5";
-  std::string min_time = quick ? "--benchmark_min_time=0.1" : "--benchmark_min_time=0.5";
-  std::vector<std::string> defaults{reps, min_time, "--benchmark_enable_random_interleaving=true",
-                                    "--benchmark_report_aggregates_only=true"};
-  if (isatty(STDOUT_FILENO) == 0) defaults.emplace_back("--benchmark_color=false");
-  std::vector<char*> all{args[0]};
-  for (auto& d : defaults) all.push_back(d.data());
-  all.insert(all.end(), args.begin() + 1, args.end());
-  int all_argc = static_cast<int>(all.size());
-  benchmark::Initialize(&all_argc, all.data());
-  if (benchmark::ReportUnrecognizedArguments(all_argc, all.data())) return 1;
+  nvmux::bench::BenchArgs args;
+  if (!nvmux::bench::init_bench(argc, argv, args)) return 1;
+  const std::string& json_path = args.json_path;
 
   Status pinned = pin_current_thread(kDriverCore);
   std::printf(
       "nvme_bench: emu null namespace (%u-byte blocks), 4 KiB reads, SQ/CQ %u entries, delayed doorbells, "
       "%u completions per poll, driver core %d%s, device core %d, %s, load average %s\n",
       kBlockBytes, kSqEntries, kMaxCompletionsPerPoll, kDriverCore, pinned.ok() ? "" : " (not pinned)", kDeviceCore,
-      reps.c_str() + 2, load_average().c_str());
+      args.repetitions.c_str(), load_average().c_str());
   (void)controller(EmuEngine::kThread);
   SummaryReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
@@ -203,7 +184,7 @@ int main(int argc, char** argv) {
   out["params"] = {
       {"backend", "emu"},           {"namespace", "null"},        {"io_bytes", kBlockBytes},
       {"sq_entries", kSqEntries},   {"delayed_doorbell", true},   {"completions_per_poll", kMaxCompletionsPerPoll},
-      {"driver_core", kDriverCore}, {"device_core", kDeviceCore}, {"repetitions", reps}};
+      {"driver_core", kDriverCore}, {"device_core", kDeviceCore}, {"repetitions", args.repetitions}};
   for (auto& [name, row] : reporter.rows) {
     std::printf("  %-14s %12.0f %12.1f %22.1f\n", name.c_str(), row.iops, row.ns_per_io, row.driver_cpu_ns_per_io);
     out["medians"][name] = {

@@ -9,8 +9,10 @@
 // Every queue holds 1024 uint64_t slots. By default each benchmark repeats 5 times in random
 // interleaved order and the summary compares medians. Extra flags (before Google Benchmark's own):
 //   --json FILE   write the medians and ratios as JSON
-//   --quick       shorter runs (3 repetitions, 0.1 s each), as `make demo` uses
+//   --quick       shorter runs (3 repetitions, 0.1 s each); see bench_args.hpp
 #include <benchmark/benchmark.h>
+
+#include "bench_args.hpp"
 #include <readerwriterqueue.h>
 
 #include <atomic>
@@ -23,7 +25,6 @@
 #include <thread>
 #include <vector>
 
-#include <unistd.h>
 
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/ring/spsc_ring.hpp"
@@ -204,34 +205,12 @@ BENCHMARK(pingpong<BoostQueue>)->Name("pingpong/boost")->UseRealTime();
 BENCHMARK(pingpong<MoodycamelQueue>)->Name("pingpong/moodycamel")->UseRealTime();
 
 int main(int argc, char** argv) {
-  std::string json_path;
-  bool quick = false;
-  std::vector<char*> args{argv[0]};
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--json" && i + 1 < argc) {
-      json_path = argv[++i];
-    } else if (a == "--quick") {
-      quick = true;
-    } else {
-      args.push_back(argv[i]);
-    }
-  }
-  // Defaults: medians of repeated, interleaved runs. The user's own --benchmark_* flags win.
-  std::string reps = quick ? "--benchmark_repetitions=3" : "--benchmark_repetitions=5";
-  std::string min_time = quick ? "--benchmark_min_time=0.1" : "--benchmark_min_time=0.5";
-  std::vector<std::string> defaults{reps, min_time, "--benchmark_enable_random_interleaving=true",
-                                    "--benchmark_report_aggregates_only=true"};
-  if (isatty(STDOUT_FILENO) == 0) defaults.emplace_back("--benchmark_color=false");  // clean logs
-  std::vector<char*> all{args[0]};
-  for (auto& d : defaults) all.push_back(d.data());
-  all.insert(all.end(), args.begin() + 1, args.end());
-  int all_argc = static_cast<int>(all.size());
-  benchmark::Initialize(&all_argc, all.data());
-  if (benchmark::ReportUnrecognizedArguments(all_argc, all.data())) return 1;
+  nvmux::bench::BenchArgs args;
+  if (!nvmux::bench::init_bench(argc, argv, args)) return 1;
+  const std::string& json_path = args.json_path;
 
   std::printf("ring_bench: %zu-slot queues of %zu-byte items, producer core %d, consumer core %d, %s\n", kCapacity,
-              sizeof(Item), kProducerCore, kConsumerCore, reps.c_str() + 2);
+              sizeof(Item), kProducerCore, kConsumerCore, args.repetitions.c_str());
   SummaryReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
@@ -262,7 +241,7 @@ int main(int argc, char** argv) {
   }
   nlohmann::json out;
   out["params"] = {{"capacity", kCapacity}, {"item_bytes", sizeof(Item)}, {"bulk", kBulk},
-                   {"producer_core", kProducerCore}, {"consumer_core", kConsumerCore}, {"repetitions", reps}};
+                   {"producer_core", kProducerCore}, {"consumer_core", kConsumerCore}, {"repetitions", args.repetitions}};
   for (auto& [name, row] : rows) out["medians"][name] = {{"items_per_sec", row.items_per_sec}, {"ns", row.ns_per_iteration}};
   std::printf("\n  %-56s %7s %8s\n", "comparison", "ratio", "target");
   for (auto& t : targets) {
