@@ -12,7 +12,7 @@
 //   --quick       shorter runs (3 repetitions, 0.1 s each)
 #include <benchmark/benchmark.h>
 
-#include "bench_args.hpp"
+#include "bench_support.hpp"
 #include <time.h>
 #include <unistd.h>
 
@@ -135,32 +135,6 @@ BENCHMARK(qd<EmuEngine::kThread>)->Name("qd")->Arg(1)->Arg(32)->Arg(128)->UseRea
 // per I/O is the whole software path (driver + device) on one core.
 BENCHMARK(qd<EmuEngine::kInline>)->Name("qd_inline")->Arg(128)->UseRealTime();
 
-namespace {
-class SummaryReporter : public benchmark::ConsoleReporter {
- public:
-  struct Row {
-    double iops = 0;
-    double ns_per_io = 0;
-    double driver_cpu_ns_per_io = 0;
-  };
-  std::map<std::string, Row> rows;
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& run : runs) {
-      bool median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
-      bool single = run.run_type == Run::RT_Iteration && run.repetitions <= 1;
-      if (!median && !single) continue;
-      Row row;
-      if (auto it = run.counters.find("IOPS"); it != run.counters.end()) row.iops = it->second;
-      row.ns_per_io = row.iops > 0 ? 1e9 / row.iops : 0;
-      if (auto it = run.counters.find("driver_cpu_ns_per_io"); it != run.counters.end()) {
-        row.driver_cpu_ns_per_io = it->second;
-      }
-      rows[run.run_name.function_name + "/" + run.run_name.args] = row;
-    }
-  }
-};
-}  // namespace
 
 int main(int argc, char** argv) {
   nvmux::bench::BenchArgs args;
@@ -174,8 +148,18 @@ int main(int argc, char** argv) {
       kBlockBytes, kSqEntries, kMaxCompletionsPerPoll, kDriverCore, pinned.ok() ? "" : " (not pinned)", kDeviceCore,
       args.repetitions.c_str(), load_average().c_str());
   (void)controller(EmuEngine::kThread);
-  SummaryReporter reporter;
+  nvmux::bench::MedianReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
+  struct Row {
+    double iops = 0;
+    double ns_per_io = 0;
+    double driver_cpu_ns_per_io = 0;
+  };
+  std::map<std::string, Row> rows;
+  for (const auto& [name, m] : reporter.medians) {
+    double iops = m.counter("IOPS");
+    rows[name] = Row{iops, iops > 0 ? 1e9 / iops : 0, m.counter("driver_cpu_ns_per_io")};
+  }
   benchmark::Shutdown();
 
   std::printf("\nSummary (medians; load average now %s)\n  %-14s %12s %12s %22s\n", load_average().c_str(), "benchmark",
@@ -185,12 +169,12 @@ int main(int argc, char** argv) {
       {"backend", "emu"},           {"namespace", "null"},        {"io_bytes", kBlockBytes},
       {"sq_entries", kSqEntries},   {"delayed_doorbell", true},   {"completions_per_poll", kMaxCompletionsPerPoll},
       {"driver_core", kDriverCore}, {"device_core", kDeviceCore}, {"repetitions", args.repetitions}};
-  for (auto& [name, row] : reporter.rows) {
+  for (auto& [name, row] : rows) {
     std::printf("  %-14s %12.0f %12.1f %22.1f\n", name.c_str(), row.iops, row.ns_per_io, row.driver_cpu_ns_per_io);
     out["medians"][name] = {
         {"iops", row.iops}, {"ns_per_io", row.ns_per_io}, {"driver_cpu_ns_per_io", row.driver_cpu_ns_per_io}};
   }
-  double qd128 = reporter.rows.count("qd/128") ? reporter.rows["qd/128"].iops : 0;
+  double qd128 = rows.count("qd/128") ? rows["qd/128"].iops : 0;
   std::printf("\n  target: >= %.1f M IOPS at depth 128 -> measured %.2f M IOPS (%s)\n", kTargetIopsAtQd128 / 1e6,
               qd128 / 1e6, qd128 >= kTargetIopsAtQd128 ? "met" : "below target");
   out["target"] = {{"iops_at_qd128", kTargetIopsAtQd128}, {"measured", qd128}, {"met", qd128 >= kTargetIopsAtQd128}};

@@ -12,7 +12,7 @@
 //   --quick       shorter runs (3 repetitions, 0.1 s each); see bench_args.hpp
 #include <benchmark/benchmark.h>
 
-#include "bench_args.hpp"
+#include "bench_support.hpp"
 #include <readerwriterqueue.h>
 
 #include <atomic>
@@ -170,29 +170,6 @@ void pingpong(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(seq));  // round trips
 }
 
-// Collects the median (or only) run of every benchmark for the summary.
-class SummaryReporter : public benchmark::ConsoleReporter {
- public:
-  struct Row {
-    double items_per_sec = 0;
-    double ns_per_iteration = 0;
-  };
-  std::map<std::string, Row> rows;
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& run : runs) {
-      bool median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
-      bool single = run.run_type == Run::RT_Iteration && run.repetitions <= 1;
-      if (!median && !single) continue;
-      Row row;
-      if (auto it = run.counters.find("items_per_second"); it != run.counters.end()) row.items_per_sec = it->second;
-      row.ns_per_iteration = run.GetAdjustedRealTime();  // time unit is ns (default)
-      rows[run.run_name.function_name] = row;
-    }
-  }
-};
-
 }  // namespace
 
 BENCHMARK(stream<NvmuxQueue, false>)->Name("stream_single/nvmux")->UseRealTime();
@@ -211,11 +188,16 @@ int main(int argc, char** argv) {
 
   std::printf("ring_bench: %zu-slot queues of %zu-byte items, producer core %d, consumer core %d, %s\n", kCapacity,
               sizeof(Item), kProducerCore, kConsumerCore, args.repetitions.c_str());
-  SummaryReporter reporter;
+  nvmux::bench::MedianReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
 
-  auto& rows = reporter.rows;
+  struct Row {
+    double items_per_sec = 0;
+    double ns_per_iteration = 0;
+  };
+  std::map<std::string, Row> rows;
+  for (const auto& [name, m] : reporter.medians) rows[name] = Row{m.counter("items_per_second"), m.real_time_ns};
   auto ratio = [&rows](const std::string& a, const std::string& b, bool higher_is_better) -> double {
     if (!rows.count(a) || !rows.count(b)) return 0;
     return higher_is_better ? rows[a].items_per_sec / rows[b].items_per_sec

@@ -1,5 +1,6 @@
 #pragma once
-// Command-line handling shared by nvmux's Google Benchmark programs (ring_bench, nvme_bench).
+// What nvmux's Google Benchmark programs (ring_bench, nvme_bench) share: command-line handling
+// that makes every run a comparison of medians, and a reporter that keeps those medians.
 //
 // Takes nvmux's own flags out of argv and hands the rest to Google Benchmark after defaults that
 // make every run a comparison of medians:
@@ -11,6 +12,7 @@
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -50,5 +52,35 @@ inline bool init_bench(int argc, char** argv, BenchArgs& out) {
   benchmark::Initialize(&all_argc, all.data());
   return !benchmark::ReportUnrecognizedArguments(all_argc, all.data());
 }
+
+// The median run (or the only run, without repetitions) of every benchmark, by name
+// ("function" or "function/args"), printed as usual on the console as well.
+class MedianReporter : public benchmark::ConsoleReporter {
+ public:
+  struct Median {
+    std::map<std::string, double> counters;  // user counters and items_per_second
+    double real_time_ns = 0;                 // per iteration
+    double counter(const std::string& name) const {
+      auto it = counters.find(name);
+      return it == counters.end() ? 0.0 : it->second;
+    }
+  };
+  std::map<std::string, Median> medians;
+
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& run : runs) {
+      bool median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
+      bool single = run.run_type == Run::RT_Iteration && run.repetitions <= 1;
+      if (!median && !single) continue;
+      Median m;
+      for (const auto& [name, c] : run.counters) m.counters[name] = c.value;
+      m.real_time_ns = run.GetAdjustedRealTime();  // time unit is ns (the default)
+      std::string key = run.run_name.function_name;
+      if (!run.run_name.args.empty()) key += "/" + run.run_name.args;
+      medians[key] = std::move(m);
+    }
+  }
+};
 
 }  // namespace nvmux::bench
