@@ -232,16 +232,22 @@ void wake_blocked_producer(detail::Lane& lane) {
 
 }  // namespace
 
-std::size_t Thread::drain_lane(detail::Lane& lane) {
+// How many messages to take from `lane` this poll (at most drain_batch); records its high water.
+std::size_t Thread::batch_to_take(detail::Lane& lane) {
   auto& consumer = lane.ring.consumer();
   const std::size_t batch = runtime_->options().drain_batch;
   std::uint64_t available = consumer.available_approx();
   if (available < batch) available = consumer.refresh_available();
-  if (available == 0) return 0;
   if (available > lane.high_water.load(std::memory_order_relaxed)) {
     lane.high_water.store(available, std::memory_order_relaxed);  // single writer
   }
-  std::size_t want = available < batch ? static_cast<std::size_t>(available) : batch;
+  return available < batch ? static_cast<std::size_t>(available) : batch;
+}
+
+std::size_t Thread::drain_lane(detail::Lane& lane) {
+  auto& consumer = lane.ring.consumer();
+  const std::size_t want = batch_to_take(lane);
+  if (want == 0) return 0;
   std::size_t ran = consumer.consume(
       [&lane](detail::Message& m) {
         NVMUX_ASSERT(m.ops != nullptr, "lane {} from {}: slot holds no message (ring handed out an empty slot)",
@@ -262,14 +268,8 @@ std::size_t Thread::drain_lane(detail::Lane& lane) {
 
 std::size_t Thread::forward_lane(detail::Lane& lane) {
   auto& consumer = lane.ring.consumer();
-  const std::size_t batch = runtime_->options().drain_batch;
-  std::uint64_t available = consumer.available_approx();
-  if (available < batch) available = consumer.refresh_available();
-  if (available == 0) return 0;
-  if (available > lane.high_water.load(std::memory_order_relaxed)) {
-    lane.high_water.store(available, std::memory_order_relaxed);  // single writer
-  }
-  std::size_t want = available < batch ? static_cast<std::size_t>(available) : batch;
+  std::size_t want = batch_to_take(lane);
+  if (want == 0) return 0;
   detail::Lane* out = nullptr;
   Status s = detail::LaneAccess::lane_from(sender_, *lane.target, out);
   if (!s.ok()) {

@@ -129,6 +129,7 @@ class Thread {
   std::uint64_t next_timer_due_us() const;
 
   std::size_t drain_lanes();
+  std::size_t batch_to_take(detail::Lane& lane);
   std::size_t drain_lane(detail::Lane& lane);
   std::size_t forward_lane(detail::Lane& lane);
   bool run_pollers(std::uint64_t now_us);
