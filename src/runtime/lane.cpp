@@ -154,7 +154,12 @@ Status wait_for_space(Lane& lane, bool blocking) {
   }
 
   // A foreign pthread: spin briefly, then yield, then sleep until the consumer frees a slot.
-  for (int i = 0; i < kFullLaneSpinRounds; ++i) {
+  // Spinning only helps when the consumer runs on another core at the same time: on its core we
+  // would only delay it, so go straight to yielding.
+  Reactor* consumer_reactor = LaneAccess::reactor_of(*lane.consumer);
+  const bool on_consumer_core = runtime.options().pin_reactors && consumer_reactor != nullptr &&
+                                consumer_reactor->core() >= 0 && sched_getcpu() == consumer_reactor->core();
+  for (int i = 0; !on_consumer_core && i < kFullLaneSpinRounds; ++i) {
     if (producer.refresh_free() != 0) return {};
     cpu_relax();
   }

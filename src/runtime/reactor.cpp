@@ -1,5 +1,7 @@
 #include "reactor.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <future>
 
@@ -149,6 +151,7 @@ void Reactor::run() {
   std::uint64_t now_us = runtime_.now_us();
   last_busy_us_ = now_us;
   next_sched_us_ = now_us + options.scheduler_period_us;
+  std::uint64_t idle_polls = 0;
   while (true) {
     adopt_incoming();
     now_us = runtime_.now_us();
@@ -166,8 +169,12 @@ void Reactor::run() {
     if (exit_requested_.load(std::memory_order_acquire)) break;  // pairs with request_exit's release
     if (busy) {
       last_busy_us_ = now_us;
+      idle_polls = 0;
     } else if (options.interrupt_mode && now_us - last_busy_us_ >= options.idle_before_sleep_us) {
       sleep_until_work(now_us);
+    } else if (options.idle_yield_after_polls != 0 && ++idle_polls >= options.idle_yield_after_polls) {
+      sched_yield();  // nothing to do: let whatever shares the core run (a no-op when nothing does)
+      Thread::add_counter(yields, 1);
     } else if (threads_.empty()) {
       cpu_relax();
     }

@@ -1,7 +1,8 @@
 #pragma once
 // Reactor (private): one OS thread, pinned to one core, that polls the lightweight threads placed
 // on it, accounts busy/idle TSC per iteration, and in interrupt mode sleeps on a futex when all its
-// threads have been idle for idle_before_sleep_us.
+// threads have been idle for idle_before_sleep_us; in polling mode it yields its core after
+// idle_yield_after_polls empty polls in a row.
 //
 // Threading contract:
 //   reactor thread only  threads_, the loop, the sleep
@@ -57,6 +58,7 @@ class Reactor {
   std::atomic<std::uint64_t> iterations{0};
   std::atomic<std::uint64_t> sleeps{0};
   std::atomic<std::uint64_t> wakeups{0};
+  std::atomic<std::uint64_t> yields{0};
 
  private:
   void run();

@@ -396,6 +396,7 @@ RuntimeStats Runtime::stats() const {
     rs.iterations = r->iterations.load(std::memory_order_relaxed);
     rs.sleeps = r->sleeps.load(std::memory_order_relaxed);
     rs.wakeups = r->wakeups.load(std::memory_order_relaxed);
+    rs.yields = r->yields.load(std::memory_order_relaxed);
     rs.asleep = r->asleep();
     out.reactors.push_back(std::move(rs));
   }

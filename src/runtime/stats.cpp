@@ -35,6 +35,7 @@ nlohmann::json RuntimeStats::to_json() const {
                              {"iterations", r.iterations},
                              {"sleeps", r.sleeps},
                              {"wakeups", r.wakeups},
+                             {"yields", r.yields},
                              {"asleep", r.asleep},
                              {"threads", r.threads}});
   }

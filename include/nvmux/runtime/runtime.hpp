@@ -65,6 +65,10 @@ struct RuntimeOptions {
   // Interrupt mode: longest single sleep when no timer is due. A safety net only — wake-ups come
   // from senders; tests set it very high so that a lost wake-up shows up as a hang.
   std::uint64_t max_sleep_us = 100'000;
+  // Polling mode: after this many polls in a row that found no work, an idle reactor calls
+  // sched_yield() before each further poll, so threads sharing its core (a sender, the
+  // dispatcher, another process) run instead of the spin. 0: never yield (a core of its own).
+  std::uint64_t idle_yield_after_polls = 64;
   std::size_t lane_capacity = 1024;           // slots, power of two in [2, kMaxLaneCapacity]
   std::size_t drain_batch = 32;               // per lane per poll, in [1, kMaxDrainBatch]
   bool pin_reactors = true;                   // false: reactors run unpinned (shared CI machines)

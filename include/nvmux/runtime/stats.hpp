@@ -36,6 +36,7 @@ struct ReactorStats {
   std::uint64_t iterations = 0;
   std::uint64_t sleeps = 0;         // times it went to sleep (interrupt mode)
   std::uint64_t wakeups = 0;        // sleeps ended by a sender's wake-up (others ended by a timer)
+  std::uint64_t yields = 0;         // sched_yield calls while idle (polling mode)
   bool asleep = false;              // sleeping at the time of the snapshot
   std::vector<std::string> threads;  // names of the threads it runs now
 };
