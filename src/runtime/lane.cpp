@@ -38,8 +38,7 @@ void SenderContext::retire_all() {
     lane->sender_gone.store(true, std::memory_order_release);
   }
   lanes.clear();
-  last_serial = 0;
-  last_lane = nullptr;
+  forget_recent();
 }
 
 Status LaneAccess::lane_from(SenderContext& context, Thread& target, Lane*& lane) {
@@ -53,14 +52,13 @@ Status LaneAccess::lane_from(SenderContext& context, Thread& target, Lane*& lane
     return Status::error(StatusCode::kUnavailable, "send to lightweight thread '{}': the runtime is {}",
                          target.name_, state == Runtime::State::kStopped ? "stopped" : "stopping");
   }
-  if (context.last_serial == target.serial_) {
-    lane = context.last_lane;
+  if (Lane* recent = context.find_recent(target.serial_); recent != nullptr) {
+    lane = recent;
     return {};
   }
   if (auto it = context.lanes.find(target.serial_); it != context.lanes.end()) {
-    context.last_serial = target.serial_;
-    context.last_lane = it->second.get();
-    lane = context.last_lane;
+    lane = it->second.get();
+    context.remember(target.serial_, lane);
     return {};
   }
   return create_lane(context, target, lane);
@@ -72,8 +70,7 @@ Status LaneAccess::create_lane(SenderContext& context, Thread& target, Lane*& la
   std::erase_if(context.lanes, [](const auto& entry) {
     return entry.second->closed.load(std::memory_order_acquire);  // pairs with ~Runtime's release
   });
-  context.last_serial = 0;
-  context.last_lane = nullptr;
+  context.forget_recent();  // it may point at lanes just erased
 
   Thread* consumer = &target;
   if (context.owner == nullptr && runtime.options_.scheme == MessageScheme::kDispatcher &&
@@ -104,8 +101,7 @@ Status LaneAccess::create_lane(SenderContext& context, Thread& target, Lane*& la
     consumer->has_pending_lanes_.store(true, std::memory_order_release);
   }
   lane = created.get();
-  context.last_serial = target.serial_;
-  context.last_lane = lane;
+  context.remember(target.serial_, lane);
   context.lanes.emplace(target.serial_, std::move(created));
   return {};
 }

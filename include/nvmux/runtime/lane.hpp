@@ -18,6 +18,7 @@
 // sender goes away (OS thread exit, lightweight thread exit) and the consumer has drained it.
 // This is an internal type; users call send_msg and read RuntimeStats.
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -95,10 +96,34 @@ struct SenderContext {
   // Marks every lane sender_gone (after our last push) and forgets them.
   void retire_all();
 
+  // The lanes used most recently, looked at before the map: a sender that spreads its messages
+  // over a few targets (round-robin over N I/O threads) finds its lane without hashing.
+  Lane* find_recent(std::uint64_t serial) const {
+    for (const Recent& r : recent) {
+      if (r.serial == serial) return r.lane;
+    }
+    return nullptr;
+  }
+  void remember(std::uint64_t serial, Lane* lane) {
+    recent[recent_next] = {serial, lane};
+    recent_next = (recent_next + 1) % kRecentLanes;
+  }
+  void forget_recent() {
+    recent = {};
+    recent_next = 0;
+  }
+
   Thread* const owner;  // null for a foreign OS thread
-  std::uint64_t last_serial = 0;
-  Lane* last_lane = nullptr;
   std::unordered_map<std::uint64_t, std::shared_ptr<Lane>> lanes;
+
+ private:
+  static constexpr std::size_t kRecentLanes = 8;
+  struct Recent {
+    std::uint64_t serial = 0;  // 0: empty (thread serials start at 1)
+    Lane* lane = nullptr;
+  };
+  std::array<Recent, kRecentLanes> recent{};
+  std::size_t recent_next = 0;  // the entry the next remember() replaces
 };
 
 }  // namespace detail

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -47,6 +48,34 @@ TEST(SendDeterministic, DrainIsBatchedAndFairAcrossLanes) {
     EXPECT_EQ(lane.batch_size.max, 4u);
     EXPECT_EQ(lane.depth, 0u);
     EXPECT_EQ(lane.high_water, lane.sender == "busy" ? 100u : 6u);
+  }
+}
+
+TEST(SendDeterministic, SenderSpreadingOverManyTargetsKeepsOneLaneEach) {
+  // More targets than the sender's recent-lane cache holds, visited round-robin and then in a
+  // scrambled order: every message must land in the one lane of its (sender, target) pair, in order.
+  constexpr int kTargets = 13;
+  constexpr int kRounds = 20;
+  auto rt = Runtime::create(RuntimeOptions{}).value();
+  std::vector<Thread*> targets;
+  std::vector<std::vector<int>> got(kTargets);
+  for (int t = 0; t < kTargets; ++t) targets.push_back(rt->create_thread("t" + std::to_string(t)).value());
+  int seq = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    for (int k = 0; k < kTargets; ++k) {
+      int t = round % 2 == 0 ? k : (k * 5 + round) % kTargets;  // 5 is coprime with 13: a permutation
+      auto& sink = got[static_cast<std::size_t>(t)];
+      ASSERT_TRUE(send_msg(*targets[static_cast<std::size_t>(t)], [&sink, s = seq] { sink.push_back(s); }).ok());
+      ++seq;
+    }
+  }
+  EXPECT_EQ(rt->stats().lanes_created, static_cast<std::uint64_t>(kTargets)) << "one lane per target, no duplicates";
+  for (int t = 0; t < kTargets; ++t) {
+    while (rt->poll_thread(*targets[static_cast<std::size_t>(t)], 0).value()) {
+    }
+    const auto& sink = got[static_cast<std::size_t>(t)];
+    ASSERT_EQ(sink.size(), static_cast<std::size_t>(kRounds)) << "target " << t;
+    for (std::size_t i = 1; i < sink.size(); ++i) EXPECT_LT(sink[i - 1], sink[i]) << "target " << t << " out of order";
   }
 }
 
