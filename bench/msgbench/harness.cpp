@@ -233,7 +233,7 @@ Result<PointResult> run_point_with(std::unique_ptr<Mode> mode, const std::string
   for (int p = 0; p < producers; ++p) {
     records.push_back(std::make_unique<ProducerRecord>());
     ProducerRecord* rec = records.back().get();
-    rec->sent_to.assign(static_cast<std::size_t>(consumers), 0);
+    rec->sent_to.assign(static_cast<std::size_t>(consumers), 0);  // what a thread that never sends leaves
     threads.emplace_back([&, p, rec] {
       (void)unpin_current_thread();  // plain pthreads: the scheduler places them
       set_current_thread_name("msgb-prod-" + std::to_string(p));
@@ -241,14 +241,21 @@ Result<PointResult> run_point_with(std::unique_ptr<Mode> mode, const std::string
       rec->attached.store(true, std::memory_order_release);  // the harness waits for every attach
       // acquire: pairs with the harness's release of go/stop.
       while (!go.load(std::memory_order_acquire) && !stop.load(std::memory_order_acquire)) std::this_thread::yield();
+      // The counters live in this thread's own memory while it sends (its own malloc arena), and
+      // go to the record at the end: a heap block the harness allocated could share a cache line
+      // with a mode's read-mostly data and slow every send down by false sharing.
+      std::vector<std::uint32_t> sent_to(static_cast<std::size_t>(consumers), 0);
+      std::uint64_t sent = 0;
       auto c = static_cast<std::size_t>(p % consumers);
       while (!stop.load(std::memory_order_relaxed)) {  // a flag; the join orders what we wrote
-        Stamp stamp{read_tsc(), static_cast<std::uint32_t>(p), rec->sent_to[c]};
+        Stamp stamp{read_tsc(), static_cast<std::uint32_t>(p), sent_to[c]};
         if (!handle->send(static_cast<int>(c), stamp, stop)) break;
-        ++rec->sent_to[c];
-        ++rec->sent;
+        ++sent_to[c];
+        ++sent;
         if (++c == static_cast<std::size_t>(consumers)) c = 0;
       }
+      rec->sent_to = std::move(sent_to);
+      rec->sent = sent;
       handle.reset();
       rec->exited.store(true, std::memory_order_release);  // sampled by the harness's exit wait
     });
