@@ -48,6 +48,9 @@ int main(int argc, char** argv) {
                  "namespace: ram:size=1G[,bs=4096] | null:size=1G | file:PATH[,size=1G][,bs=4096] | bdev:/dev/X "
                  "(repeatable; emu default ram:size=1G)");
   app.add_option("-q,--queue-depth", params.queue_depth, "I/Os in flight per queue pair")->capture_default_str();
+  app.add_option("--iodepth-low", params.iodepth_low,
+                 "refill the queue only once at most this many I/Os are in flight (fio's iodepth_low; "
+                 "default: refill at once)");
   app.add_option("-o,--io-size", params.io_bytes, "I/O size in bytes")->capture_default_str();
   app.add_option("-w,--workload", pattern, "read|write|randread|randwrite|rw|randrw")->capture_default_str();
   app.add_option("-M,--rwmixread", params.read_percent, "read percentage for rw/randrw (default 50)");

@@ -164,11 +164,8 @@ class Worker {
         stop_tsc_ = read_tsc();
       }
       if (!stopping) {
-        while (!free_slots_.empty() && status_.ok()) {
-          bool read = read_percent_ == 100 || (read_percent_ > 0 && static_cast<int>(rng_() % 100) < read_percent_);
-          auto unit = pick_unit();
-          if (!unit || !submit(*unit, read)) break;
-        }
+        // --iodepth-low: refill only once the queue has drained that far, then fill it up.
+        if (in_flight() <= refill_at_) refill();
       } else if (free_slots_.size() == params_.queue_depth) {
         return;
       }
@@ -180,6 +177,22 @@ class Worker {
       }
     }
   }
+
+  // Submits on every free slot (or until the queue pair is full).
+  void refill() {
+    const std::size_t before = free_slots_.size();
+    while (!free_slots_.empty() && status_.ok()) {
+      bool read = read_percent_ == 100 || (read_percent_ > 0 && static_cast<int>(rng_() % 100) < read_percent_);
+      auto unit = pick_unit();
+      if (!unit || !submit(*unit, read)) break;
+    }
+    if (measuring_ && free_slots_.size() != before) {
+      result_.submitted += before - free_slots_.size();
+      ++result_.refills;
+    }
+  }
+
+  std::uint32_t in_flight() const { return params_.queue_depth - static_cast<std::uint32_t>(free_slots_.size()); }
 
   std::optional<std::uint64_t> pick_unit() {
     for (int tries = 0; tries < kMaxUnitPicks; ++tries) {
@@ -265,6 +278,7 @@ class Worker {
   const std::uint32_t index_;
   const PerfParams& params_;
   const int read_percent_;
+  const std::uint32_t refill_at_ = params_.iodepth_low.value_or(params_.queue_depth);  // in flight
   nvme::Controller& ctrl_;
   const nvme::NamespaceInfo ns_;
   const std::uint64_t first_unit_;
@@ -305,6 +319,10 @@ nlohmann::json latency_json(const Histogram& h) {
           {"p9999", ticks_to_us(h.percentile(99.99))}};
 }
 
+double avg_submit_batch(const QpairResult& r) {
+  return r.refills > 0 ? static_cast<double>(r.submitted) / static_cast<double>(r.refills) : 0;
+}
+
 double iops_of(const QpairResult& r) { return r.seconds > 0 ? static_cast<double>(r.ios) / r.seconds : 0; }
 double mib_of(const QpairResult& r) { return r.seconds > 0 ? static_cast<double>(r.bytes) / r.seconds / 1048576.0 : 0; }
 
@@ -338,6 +356,10 @@ Result<PerfReport> run_perf(const PerfParams& params, const ProgressFn& progress
   report.params = params;
   if (params.queue_depth == 0 || params.queue_depth > 4095) {
     return Status::error(StatusCode::kInvalidArgument, "-q {}: queue depth must be 1..4095", params.queue_depth);
+  }
+  if (params.iodepth_low && *params.iodepth_low > params.queue_depth) {
+    return Status::error(StatusCode::kInvalidArgument, "--iodepth-low {}: must be at most -q {}", *params.iodepth_low,
+                         params.queue_depth);
   }
   if (params.io_bytes == 0 || params.io_bytes % 512 != 0) {
     return Status::error(StatusCode::kInvalidArgument, "-o {}: I/O size must be a positive multiple of 512",
@@ -466,6 +488,8 @@ Result<PerfReport> run_perf(const PerfParams& params, const ProgressFn& progress
     report.total.writes += r.writes;
     report.total.io_errors += r.io_errors;
     report.total.verify_errors += r.verify_errors;
+    report.total.submitted += r.submitted;
+    report.total.refills += r.refills;
     report.total.latency_ticks.merge(r.latency_ticks);
     max_seconds = std::max(max_seconds, r.seconds);
     for (auto& m : w->mismatches()) {
@@ -484,6 +508,10 @@ std::string format_report(const PerfReport& report) {
   out += fmt::format("nvmux-perf: backend {}, {} ({}% reads), {} B I/Os, queue depth {}, {} queue pair(s), {:.1f} s{}\n",
                      nvme::to_string(p.backend.backend), to_string(p.pattern), report.read_percent, p.io_bytes,
                      p.queue_depth, p.qpairs, p.seconds, p.verify ? ", verify" : "");
+  if (p.iodepth_low) {
+    out += fmt::format("refill at <= {} in flight (--iodepth-low): {:.1f} I/Os per refill on average\n", *p.iodepth_low,
+                       avg_submit_batch(report.total));
+  }
   out += "========================================================\n";
   out += fmt::format("{:<44}{:>58}\n", "", "Latency(us)");
   out += fmt::format("{:<44}: {:>12} {:>10} {:>10} {:>10} {:>10}\n", "Device Information", "IOPS", "MiB/s", "Average",
@@ -533,6 +561,7 @@ nlohmann::json report_to_json(const PerfReport& report) {
   j["params"] = {{"backend", nvme::to_string(p.backend.backend)},
                  {"namespaces", ns},
                  {"queue_depth", p.queue_depth},
+                 {"iodepth_low", p.iodepth_low.value_or(p.queue_depth)},
                  {"io_bytes", p.io_bytes},
                  {"pattern", to_string(p.pattern)},
                  {"read_percent", report.read_percent},
@@ -560,7 +589,8 @@ nlohmann::json report_to_json(const PerfReport& report) {
                 {"iops", total_iops},
                 {"mib_per_sec", total_mib},
                 {"latency_us", latency_json(report.total.latency_ticks)},
-                {"io_errors", report.total.io_errors}};
+                {"io_errors", report.total.io_errors},
+                {"avg_submit_batch", avg_submit_batch(report.total)}};
   j["verify_errors"] = report.total.verify_errors;
   j["mismatches"] = nlohmann::json::array();
   for (const Mismatch& m : report.mismatches) {

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,9 @@ std::string_view to_string(Pattern pattern);
 struct PerfParams {
   nvme::BackendOptions backend;
   std::uint32_t queue_depth = 32;  // -q
+  // --iodepth-low (fio's iodepth_low): refill the queue only once at most this many I/Os are in
+  // flight, then fill it completely. Unset: refill as soon as any slot frees (spdk_nvme_perf's way).
+  std::optional<std::uint32_t> iodepth_low;
   std::uint32_t io_bytes = 4096;   // -o
   Pattern pattern = Pattern::kRandRead;
   int read_percent = -1;           // -M; -1 = from the pattern (100 / 0 / 50 for rw)
@@ -64,6 +68,8 @@ struct QpairResult {
   std::uint64_t writes = 0;
   std::uint64_t io_errors = 0;     // completions with an error status
   std::uint64_t verify_errors = 0;  // blocks whose contents were wrong
+  std::uint64_t submitted = 0;      // I/Os submitted inside the timed window
+  std::uint64_t refills = 0;        // times the loop submitted one or more of them
   double seconds = 0;
   Histogram latency_ticks;  // TSC ticks from submit to callback (tsc_to_ns to convert)
 };

@@ -79,6 +79,20 @@ TEST(Perf, JsonHasEveryField) {
   EXPECT_NE(table.find("p99.99"), std::string::npos);
 }
 
+TEST(Perf, IodepthLowRefillsOnlyAnEmptiedQueue) {
+  PerfParams p = emu_params();
+  p.pattern = Pattern::kRandRw;
+  p.backend.emu_inline_engine = false;  // completions arrive one by one from the device thread
+  p.iodepth_low = 0;                     // wait until all 8 are back, then submit 8
+  auto r = run_perf(p);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  ASSERT_GT(r->total.refills, 0u);
+  EXPECT_EQ(r->total.submitted, r->total.refills * p.queue_depth) << "every refill fills the whole queue";
+  EXPECT_EQ(r->total.verify_errors, 0u);
+  EXPECT_EQ(report_to_json(*r)["params"]["iodepth_low"], 0);
+  EXPECT_DOUBLE_EQ(report_to_json(*r)["total"]["avg_submit_batch"].get<double>(), 8.0);
+}
+
 TEST(Perf, BadParametersNameTheirFlag) {
   auto expect = [](PerfParams p, const char* words) {
     auto r = run_perf(p);
@@ -88,6 +102,9 @@ TEST(Perf, BadParametersNameTheirFlag) {
   PerfParams p = emu_params();
   p.queue_depth = 0;
   expect(p, "-q 0");
+  p = emu_params();
+  p.iodepth_low = 9;
+  expect(p, "--iodepth-low 9: must be at most -q 8");
   p = emu_params();
   p.io_bytes = 1000;
   expect(p, "-o 1000");
