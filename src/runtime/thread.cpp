@@ -219,14 +219,19 @@ std::size_t Thread::drain_lanes() {
   next_lane_ = index + 1;
   for (std::size_t k = 0; k < count; ++k) {
     detail::Lane& lane = *lanes_[index];
-    total += lane.target != this ? forward_lane(lane) : drain_lane(lane);
+    std::size_t moved = lane.target != this ? forward_lane(lane) : drain_lane(lane);
+    lane.moved_this_poll = moved != 0;
+    total += moved;
     if (++index == count) index = 0;  // no division on the hot path
   }
   if (total != 0) {
-    // One fence for the whole poll, after every head store, instead of one per lane: then each
-    // lane's sleep flag (a plain load while nobody sleeps).
+    // One fence for the whole poll, after every head store, instead of one per lane; then the
+    // sleep flag of each lane that freed slots (a sender on a lane that did not move, e.g. a relay
+    // whose target lane is full, would only wake to find it still full).
     detail::full_fence();
-    for (auto& lane : lanes_) wake_blocked_producer_fenced(*lane);
+    for (auto& lane : lanes_) {
+      if (lane->moved_this_poll) wake_blocked_producer_fenced(*lane);
+    }
   }
   // Retire lanes whose sender is gone, once drained.
   for (std::size_t i = lanes_.size(); i-- > 0;) {

@@ -76,6 +76,7 @@ struct Lane {
   std::atomic<std::uint64_t> high_water{0};
   std::atomic<std::uint64_t> dropped{0};  // destroyed without running (target exited, stop)
   bool retired = false;                    // consumer-private
+  bool moved_this_poll = false;            // consumer-private: this poll freed slots
   Histogram batch_sizes;
   Histogram latency_ns;
 
