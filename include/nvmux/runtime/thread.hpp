@@ -72,7 +72,7 @@ class Poller {
   bool unregistered_ = false;
 };
 
-class Thread {
+class alignas(kCacheLineBytes) Thread {
  public:
   Thread(const Thread&) = delete;
   Thread& operator=(const Thread&) = delete;
@@ -152,11 +152,13 @@ class Thread {
   std::atomic<ThreadState> state_{ThreadState::kRunning};
   std::atomic<bool> accepting_{true};  // false once exit() began
 
+  // Everything above is read by every sender on every send_msg (accepting_, serial_, runtime_):
+  // it shares no line with what this thread writes as it sends or polls.
   // Lanes this thread sends on (producer side), moving with it.
-  detail::SenderContext sender_{this};
+  alignas(kCacheLineBytes) detail::SenderContext sender_{this};
 
   // Consumer side, owner only.
-  std::vector<std::shared_ptr<detail::Lane>> lanes_;
+  alignas(kCacheLineBytes) std::vector<std::shared_ptr<detail::Lane>> lanes_;
   std::size_t next_lane_ = 0;  // round-robin start
   std::vector<std::unique_ptr<Poller>> pollers_;
   bool pollers_dirty_ = false;
