@@ -28,6 +28,18 @@ std::string scratch(const std::string& name) {
   return (std::filesystem::current_path() / fmt::format("perf-test-{}-{}", ::getpid(), name)).string();
 }
 
+// A verified run on the uring backend over a scratch file of `size` at `path`.
+PerfParams uring_params(const std::string& path, const std::string& size, Pattern pattern, double seconds) {
+  PerfParams p;
+  p.backend.backend = nvme::Backend::kUring;
+  p.backend.namespaces = {*nvme::parse_namespace_arg("file:" + path + ",size=" + size)};
+  p.pattern = pattern;
+  p.queue_depth = 4;
+  p.seconds = seconds;
+  p.verify = true;
+  return p;
+}
+
 TEST(Perf, EveryPatternVerifiesOnEmu) {
   for (Pattern pattern : {Pattern::kRead, Pattern::kWrite, Pattern::kRandRead, Pattern::kRandWrite, Pattern::kRw,
                           Pattern::kRandRw}) {
@@ -46,14 +58,8 @@ TEST(Perf, EveryPatternVerifiesOnEmu) {
 
 TEST(Perf, TwoQueuePairsOnTheirOwnThreadsVerifyOnUring) {
   std::string path = scratch("uring.img");
-  PerfParams p;
-  p.backend.backend = nvme::Backend::kUring;
-  p.backend.namespaces = {*nvme::parse_namespace_arg("file:" + path + ",size=8M")};
-  p.pattern = Pattern::kRandRw;
+  PerfParams p = uring_params(path, "8M", Pattern::kRandRw, 0.5);
   p.qpairs = 2;
-  p.queue_depth = 4;
-  p.seconds = 0.5;
-  p.verify = true;
   auto r = run_perf(p);
   std::filesystem::remove(path);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
@@ -120,13 +126,7 @@ TEST(Perf, BadParametersNameTheirFlag) {
 
 TEST(Perf, VerifyCatchesBlocksCorruptedUnderneathIt) {
   std::string path = scratch("corrupt.img");
-  PerfParams p;
-  p.backend.backend = nvme::Backend::kUring;
-  p.backend.namespaces = {*nvme::parse_namespace_arg("file:" + path + ",size=1M")};
-  p.pattern = Pattern::kRandRead;
-  p.queue_depth = 4;
-  p.seconds = 1.0;
-  p.verify = true;
+  PerfParams p = uring_params(path, "1M", Pattern::kRandRead, 1.0);
   std::atomic<bool> done{false};
   std::thread vandal([&] {
     // Another process's bug, simulated: scribble over the namespace file while perf reads it.
