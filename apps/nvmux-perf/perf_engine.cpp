@@ -319,6 +319,16 @@ nlohmann::json latency_json(const Histogram& h) {
           {"p9999", ticks_to_us(h.percentile(99.99))}};
 }
 
+// The whole distribution, to merge runs or plot it: [from_us, to_us, count] per non-empty bucket,
+// each bucket holding latencies in [from_us, to_us).
+nlohmann::json histogram_json(const Histogram& h) {
+  nlohmann::json buckets = nlohmann::json::array();
+  h.for_each_bucket([&](std::uint64_t lo, std::uint64_t hi, std::uint64_t n) {
+    buckets.push_back({ticks_to_us(lo), ticks_to_us(hi + 1), n});
+  });
+  return buckets;
+}
+
 double avg_submit_batch(const QpairResult& r) {
   return r.refills > 0 ? static_cast<double>(r.submitted) / static_cast<double>(r.refills) : 0;
 }
@@ -589,6 +599,7 @@ nlohmann::json report_to_json(const PerfReport& report) {
                 {"iops", total_iops},
                 {"mib_per_sec", total_mib},
                 {"latency_us", latency_json(report.total.latency_ticks)},
+                {"latency_histogram_us", histogram_json(report.total.latency_ticks)},
                 {"io_errors", report.total.io_errors},
                 {"avg_submit_batch", avg_submit_batch(report.total)}};
   j["verify_errors"] = report.total.verify_errors;

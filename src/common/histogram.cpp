@@ -78,7 +78,7 @@ std::uint64_t Histogram::percentile(double pct) const {
     if (seen + in_bucket >= rank) {
       // Interpolate within the bucket (values assumed spread evenly across it) rather than
       // returning its upper edge, which biases every percentile up by up to a bucket's width.
-      std::uint64_t lower = i == 0 ? 0 : bucket_upper(i - 1) + 1;
+      std::uint64_t lower = bucket_lower(i);
       std::uint64_t width = bucket_upper(i) - lower + 1;
       double fraction = static_cast<double>(rank - seen) / static_cast<double>(in_bucket);  // in (0, 1]
       auto position = static_cast<std::uint64_t>(std::ceil(fraction * static_cast<double>(width)));

@@ -85,6 +85,35 @@ TEST(Perf, JsonHasEveryField) {
   EXPECT_NE(table.find("p99.99"), std::string::npos);
 }
 
+TEST(Perf, JsonHistogramHoldsEveryMeasuredIoAndItsPercentiles) {
+  auto r = run_perf(emu_params());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  auto j = report_to_json(*r);
+  const auto& buckets = j["total"]["latency_histogram_us"];
+  ASSERT_FALSE(buckets.empty());
+  std::uint64_t count = 0;
+  double previous_to = 0;
+  for (const auto& b : buckets) {
+    double from = b[0].get<double>(), to = b[1].get<double>();
+    EXPECT_LT(from, to);
+    EXPECT_GE(from, previous_to) << "buckets ascend and do not overlap";
+    previous_to = to;
+    count += b[2].get<std::uint64_t>();
+  }
+  EXPECT_EQ(count, j["total"]["ios"].get<std::uint64_t>());
+  // The reported median lies in the bucket where the cumulative count reaches half.
+  std::uint64_t seen = 0;
+  for (const auto& b : buckets) {
+    seen += b[2].get<std::uint64_t>();
+    if (2 * seen >= count) {
+      double p50 = j["total"]["latency_us"]["p50"].get<double>();
+      EXPECT_GE(p50, b[0].get<double>() - 0.001);
+      EXPECT_LE(p50, b[1].get<double>() + 0.001);
+      break;
+    }
+  }
+}
+
 TEST(Perf, IodepthLowRefillsOnlyAnEmptiedQueue) {
   PerfParams p = emu_params();
   p.pattern = Pattern::kRandRw;

@@ -46,7 +46,18 @@ class Histogram {
   // The value at or below which `pct` percent of recorded values lie (pct in [0, 100]); 0 when empty.
   std::uint64_t percentile(double pct) const;
 
+  // Calls fn(lower, upper, count) for every non-empty bucket, smallest values first; both bounds are
+  // inclusive. For exporting the whole distribution (to merge runs, or to plot it).
+  template <typename Fn>
+  void for_each_bucket(Fn&& fn) const {
+    for (std::size_t i = 0; i < kBuckets; ++i) {
+      std::uint64_t n = buckets_[i].load(std::memory_order_relaxed);
+      if (n != 0) fn(bucket_lower(i), bucket_upper(i), n);
+    }
+  }
+
   static std::size_t bucket_of(std::uint64_t value);
+  static std::uint64_t bucket_lower(std::size_t bucket) { return bucket == 0 ? 0 : bucket_upper(bucket - 1) + 1; }
   static std::uint64_t bucket_upper(std::size_t bucket);
 
  private:

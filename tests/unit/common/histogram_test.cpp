@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <random>
+#include <vector>
 
 namespace nvmux {
 namespace {
@@ -69,6 +71,26 @@ TEST(Histogram, PercentileInterpolatesInsteadOfReportingTheBucketEdge) {
   EXPECT_NEAR(static_cast<double>(h.percentile(50)), middle, (upper - lower) * 0.01);
   EXPECT_EQ(h.percentile(100), upper);
   EXPECT_EQ(h.percentile(0), lower);
+}
+
+TEST(Histogram, ForEachBucketListsEveryCountOnceInOrder) {
+  Histogram h;
+  h.record_n(7, 2);  // exact bucket
+  h.record(1000);    // [992, 1007]
+  h.record(1005);    // same bucket
+  h.record_n(1u << 20, 4);
+  std::vector<std::array<std::uint64_t, 3>> seen;
+  h.for_each_bucket([&](std::uint64_t lo, std::uint64_t hi, std::uint64_t n) { seen.push_back({lo, hi, n}); });
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0], (std::array<std::uint64_t, 3>{7, 7, 2}));
+  EXPECT_EQ(seen[1], (std::array<std::uint64_t, 3>{992, 1007, 2}));
+  EXPECT_LE(seen[2][0], 1u << 20);
+  EXPECT_GE(seen[2][1], 1u << 20);
+  EXPECT_EQ(seen[2][2], 4u);
+  // Bounds tile the value range: each bucket starts right after the one before.
+  for (std::size_t b = 1; b < Histogram::kBuckets; ++b) {
+    ASSERT_EQ(Histogram::bucket_lower(b), Histogram::bucket_upper(b - 1) + 1) << "bucket " << b;
+  }
 }
 
 TEST(Histogram, MergeAndCopy) {
