@@ -51,6 +51,9 @@ int main(int argc, char** argv) {
   app.add_option("--iodepth-low", params.iodepth_low,
                  "refill the queue only once at most this many I/Os are in flight (fio's iodepth_low; "
                  "default: refill at once)");
+  app.add_option("-C,--max-completion-per-poll", params.max_completions_per_poll,
+                 "completions handled (and slots refilled) per poll; 0: all the poll finds")
+      ->capture_default_str();
   app.add_option("-o,--io-size", params.io_bytes, "I/O size in bytes")->capture_default_str();
   app.add_option("-w,--workload", pattern, "read|write|randread|randwrite|rw|randrw")->capture_default_str();
   app.add_option("-M,--rwmixread", params.read_percent, "read percentage for rw/randrw (default 50)");

@@ -169,7 +169,7 @@ class Worker {
       } else if (free_slots_.size() == params_.queue_depth) {
         return;
       }
-      auto r = qp_->process_completions();
+      auto r = qp_->process_completions(params_.max_completions_per_poll);
       if (!r.ok()) {
         fail(r.status());
         if (measuring_) stop_tsc_ = read_tsc();
@@ -572,6 +572,7 @@ nlohmann::json report_to_json(const PerfReport& report) {
                  {"namespaces", ns},
                  {"queue_depth", p.queue_depth},
                  {"iodepth_low", p.iodepth_low.value_or(p.queue_depth)},
+                 {"max_completions_per_poll", p.max_completions_per_poll},
                  {"io_bytes", p.io_bytes},
                  {"pattern", to_string(p.pattern)},
                  {"read_percent", report.read_percent},

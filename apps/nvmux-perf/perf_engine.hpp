@@ -38,6 +38,9 @@ struct PerfParams {
   // --iodepth-low (fio's iodepth_low): refill the queue only once at most this many I/Os are in
   // flight, then fill it completely. Unset: refill as soon as any slot frees (spdk_nvme_perf's way).
   std::optional<std::uint32_t> iodepth_low;
+  // -C (spdk_nvme_perf's --max-completion-per-poll): completions handled per poll, so at most this
+  // many slots are refilled and submitted together. 0: every completion the poll finds.
+  std::uint32_t max_completions_per_poll = 0;
   std::uint32_t io_bytes = 4096;   // -o
   Pattern pattern = Pattern::kRandRead;
   int read_percent = -1;           // -M; -1 = from the pattern (100 / 0 / 50 for rw)

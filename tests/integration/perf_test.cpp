@@ -128,6 +128,24 @@ TEST(Perf, IodepthLowRefillsOnlyAnEmptiedQueue) {
   EXPECT_DOUBLE_EQ(report_to_json(*r)["total"]["avg_submit_batch"].get<double>(), 8.0);
 }
 
+TEST(Perf, OneCompletionPerPollRefillsOneSlotAtATime) {
+  PerfParams p = emu_params();
+  p.verify = false;                      // every unit pick succeeds, so each refill is exact
+  p.backend.emu_inline_engine = false;   // completions arrive in bursts from the device thread
+  p.max_completions_per_poll = 1;        // -C 1
+  auto r = run_perf(p);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  ASSERT_GT(r->total.refills, 1u);
+  // The first refill fills the empty queue; every later one replaces the one completion handled.
+  EXPECT_EQ(r->total.submitted, r->total.refills + p.queue_depth - 1);
+  EXPECT_EQ(report_to_json(*r)["params"]["max_completions_per_poll"], 1);
+
+  p.max_completions_per_poll = 0;  // all the poll finds: bursts come back as bigger refills
+  auto all = run_perf(p);
+  ASSERT_TRUE(all.ok()) << all.status().to_string();
+  EXPECT_GT(all->total.submitted, all->total.refills + p.queue_depth - 1);
+}
+
 TEST(Perf, BadParametersNameTheirFlag) {
   auto expect = [](PerfParams p, const char* words) {
     auto r = run_perf(p);
