@@ -79,10 +79,8 @@ constexpr int kMaxConsumers = 64;
 constexpr int kSampleMs = 10;
 constexpr double kProducerExitGraceS = 2.0;
 constexpr double kAttachTimeoutS = 10.0;
-// A point whose window throughput falls below this is marked stalled (collapsed): any design that
-// works moves millions of messages a second. With busy work per message the floor is at most
-// kCollapseFloorFraction of what the consumers could execute from the work alone.
-constexpr double kCollapseFloorMsgsPerSec = 10'000;
+// With busy work per message the collapse floor (PointOptions) is at most this fraction of what
+// the consumers could execute from the work alone.
 constexpr double kCollapseFloorFraction = 0.01;
 
 #if defined(NVMUX_MSGBENCH_HAVE_DPDK)
@@ -312,7 +310,7 @@ Result<PointResult> run_point_with(std::unique_ptr<Mode> mode, const std::string
   r.seconds = seconds_since(t0);
   if (!r.stalled && r.seconds > 0) {
     // Collapse: progress so slow that the design has stopped working for this load.
-    double floor = kCollapseFloorMsgsPerSec;
+    double floor = options.collapse_floor_msgs_per_sec;
     if (options.work_ns != 0) {
       floor = std::min(floor, kCollapseFloorFraction * consumers * 1e9 / static_cast<double>(options.work_ns));
     }

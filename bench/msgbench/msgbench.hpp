@@ -43,8 +43,8 @@ std::vector<std::string> built_modes();
 //
 // A point is marked stalled (and reports what it completed) when, during the window, nothing was
 // executed for stall_after_s (the window is cut off there), nothing was executed for stall_gap_s
-// at a stretch, or the window's throughput fell below the collapse floor (10k msgs/s, lower with
-// heavy --work-ns); or when, after the window, producers stayed inside their send call past the
+// at a stretch, or the window's throughput fell below the collapse floor (10k msgs/s by default,
+// lower with heavy --work-ns); or when, after the window, producers stayed inside their send call past the
 // exit grace or the consumers did not drain what was sent within drain_timeout_s.
 struct PointOptions {
   double duration_s = 2.0;        // measured window
@@ -54,6 +54,9 @@ struct PointOptions {
   double stall_after_s = 1.0;     // no message executed for this long: cut off early, stalled
   double drain_timeout_s = 2.0;   // after the window: consumers must catch up within this
   std::size_t lane_capacity = 0;  // lanes modes only: slots per lane (power of two); 0 = runtime default
+  // Below this many msgs/s in the window a point counts as collapsed: any design that works moves
+  // millions a second on its own core. Tests under sanitizers (5-50x slower) lower it.
+  double collapse_floor_msgs_per_sec = 10'000;
 };
 
 struct PointResult {
