@@ -1,5 +1,5 @@
-// nvmux-perf's engine end to end: every pattern moves data with --verify on both backends, the
-// report carries every JSON field, bad parameters name their flag, and --verify catches data
+// nvmux-perf's engine end to end: every pattern moves data with --verify on both backends (and
+// on a loop block device when the machine allows one), the report carries every JSON field, bad parameters name their flag, and --verify catches data
 // that someone else corrupted underneath it.
 #include "perf_engine.hpp"
 
@@ -10,6 +10,8 @@
 #include <atomic>
 #include <filesystem>
 #include <thread>
+
+#include "support/loop_device.hpp"
 
 namespace nvmux::perf {
 namespace {
@@ -66,6 +68,26 @@ TEST(Perf, TwoQueuePairsOnTheirOwnThreadsVerifyOnUring) {
   ASSERT_EQ(r->qpairs.size(), 2u);
   for (const auto& q : r->qpairs) EXPECT_GT(q.ios, 0u) << q.name;
   EXPECT_GT(r->total.reads, 0u);
+  EXPECT_EQ(r->total.verify_errors, 0u);
+}
+
+TEST(Perf, VerifiesOnABlockDevice) {
+  auto loop = nvmux::test::LoopDevice::attach(scratch("bdev.img"), 8u << 20);
+  if (!loop.ok()) GTEST_SKIP() << "no loop device here: " << loop.status().to_string();
+  PerfParams p;
+  p.backend.backend = nvme::Backend::kUring;
+  auto ns = nvme::parse_namespace_arg("bdev:" + loop->path());  // --ns bdev:/dev/loopN
+  ASSERT_TRUE(ns.ok()) << ns.status().to_string();
+  p.backend.namespaces = {*ns};
+  p.pattern = Pattern::kRandRw;
+  p.queue_depth = 8;
+  p.seconds = 0.5;
+  p.verify = true;
+  auto r = run_perf(p);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_GT(r->total.reads, 0u);
+  EXPECT_GT(r->total.writes, 0u);
+  EXPECT_EQ(r->total.io_errors, 0u);
   EXPECT_EQ(r->total.verify_errors, 0u);
 }
 

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,7 @@
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/nvme/emu.hpp"
 #include "nvmux/nvme/uring.hpp"
+#include "support/loop_device.hpp"
 #include "support/test_scale.hpp"
 
 namespace nvmux::nvme {
@@ -28,6 +31,8 @@ struct Backend {
   std::string name;
   ControllerFactory factory;
   bool has_null_namespace = true;  // uring has none: there is no null file
+  // Why this backend cannot run on this machine ("" when it can); empty function: it always can.
+  std::function<std::string()> unavailable = {};
 };
 // Test names and failure messages show the backend's name, not the struct's bytes.
 void PrintTo(const Backend& b, std::ostream* os) { *os << b.name; }
@@ -36,6 +41,15 @@ constexpr std::uint64_t kTestDeadlineNs = 60'000'000'000ull;  // a data test tha
 
 class ControllerData : public ::testing::TestWithParam<Backend> {
  protected:
+  void SetUp() override {
+    if (!GetParam().unavailable) return;
+    // Asked once per backend: the answer does not change within a run.
+    static std::map<std::string, std::string> reasons;
+    auto [it, inserted] = reasons.try_emplace(GetParam().name);
+    if (inserted) it->second = GetParam().unavailable();
+    if (!it->second.empty()) GTEST_SKIP() << GetParam().name << " cannot run here: " << it->second;
+  }
+
   std::unique_ptr<Controller> make(std::vector<NamespaceSpec> namespaces) {
     ControllerSpec spec;
     spec.name = "data-" + GetParam().name;
@@ -307,12 +321,44 @@ UringOptions uring_base(bool direct) {
   return o;
 }
 
+// uring on real block devices: each RAM namespace becomes a scratch file behind a loop device
+// (direct I/O, detached by the kernel when the controller closes it), so reads, writes, flush,
+// write zeroes and deallocate go through the bdev path: BLKGETSIZE64, fallocate on a device.
+ControllerFactory uring_bdev_factory(UringOptions base) {
+  return [base](const ControllerSpec& spec) -> Result<std::unique_ptr<Controller>> {
+    UringOptions options = base;
+    options.name = spec.name;
+    options.namespaces.clear();
+    std::vector<nvmux::test::LoopDevice> loops;  // held until the controller has opened them
+    for (const NamespaceSpec& ns : spec.namespaces) {
+      const std::uint64_t bytes = ns.blocks * ns.block_size;
+      if (ns.backing == NamespaceBacking::kNull) {
+        return Status::error(StatusCode::kUnsupported, "uring_bdev has no null namespace");
+      }
+      if (ns.backing == NamespaceBacking::kFile) {
+        options.namespaces.push_back(UringNamespace{ns.path, bytes, ns.block_size});
+        continue;
+      }
+      auto loop = nvmux::test::LoopDevice::attach(
+          fmt::format("{}/nvmux-bdev-{}-{}-{}.img", base.scratch_dir, ::getpid(), spec.name, loops.size()), bytes);
+      if (!loop.ok()) return loop.status();
+      options.namespaces.push_back(UringNamespace{loop->path(), 0, ns.block_size});
+      loops.push_back(std::move(loop).value());
+    }
+    auto ctrl = UringController::create(std::move(options));
+    if (!ctrl.ok()) return ctrl.status();
+    return std::unique_ptr<Controller>(std::move(ctrl).value());
+  };
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ControllerData,
                          ::testing::Values(Backend{"emu_thread", EmuController::factory(emu_base(EmuEngine::kThread))},
                                            Backend{"emu_inline", EmuController::factory(emu_base(EmuEngine::kInline))},
                                            Backend{"uring", UringController::factory(uring_base(true)), false},
                                            Backend{"uring_buffered", UringController::factory(uring_base(false)),
-                                                   false}),
+                                                   false},
+                                           Backend{"uring_bdev", uring_bdev_factory(uring_base(true)), false,
+                                                   [] { return nvmux::test::LoopDevice::unavailable(uring_base(true).scratch_dir); }}),
                          [](const ::testing::TestParamInfo<Backend>& info) { return info.param.name; });
 
 }  // namespace
