@@ -1,6 +1,6 @@
 // nvmux-perf's engine end to end: every pattern moves data with --verify on both backends (and
-// on a loop block device when the machine allows one), the report carries every JSON field, bad parameters name their flag, and --verify catches data
-// that someone else corrupted underneath it.
+// on a loop block device when the machine allows one), the report carries every JSON field, bad
+// parameters name their flag, and --verify catches data that someone else corrupted underneath it.
 #include "perf_engine.hpp"
 
 #include <fcntl.h>
