@@ -12,9 +12,9 @@
 //   --quick       shorter runs (3 repetitions, 0.1 s each)
 #include <benchmark/benchmark.h>
 
-#include "bench_support.hpp"
 #include <time.h>
 #include <unistd.h>
+#include "bench_support.hpp"
 
 #include <cstdio>
 #include <fstream>
@@ -134,7 +134,6 @@ BENCHMARK(qd<EmuEngine::kThread>)->Name("qd")->Arg(1)->Arg(32)->Arg(128)->UseRea
 // Diagnostic: the device stepped inside process_completions on the driver's core, so the CPU time
 // per I/O is the whole software path (driver + device) on one core.
 BENCHMARK(qd<EmuEngine::kInline>)->Name("qd_inline")->Arg(128)->UseRealTime();
-
 
 int main(int argc, char** argv) {
   nvmux::bench::BenchArgs args;

@@ -12,8 +12,8 @@
 //   --quick       shorter runs (3 repetitions, 0.1 s each); see bench_args.hpp
 #include <benchmark/benchmark.h>
 
-#include "bench_support.hpp"
 #include <readerwriterqueue.h>
+#include "bench_support.hpp"
 
 #include <atomic>
 #include <boost/lockfree/spsc_queue.hpp>
@@ -24,7 +24,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
 
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/ring/spsc_ring.hpp"
@@ -222,9 +221,11 @@ int main(int argc, char** argv) {
     std::printf("  %-28s %14.1f %14.1f\n", name.c_str(), row.items_per_sec / 1e6, row.ns_per_iteration);
   }
   nlohmann::json out;
-  out["params"] = {{"capacity", kCapacity}, {"item_bytes", sizeof(Item)}, {"bulk", kBulk},
-                   {"producer_core", kProducerCore}, {"consumer_core", kConsumerCore}, {"repetitions", args.repetitions}};
-  for (auto& [name, row] : rows) out["medians"][name] = {{"items_per_sec", row.items_per_sec}, {"ns", row.ns_per_iteration}};
+  out["params"] = {
+      {"capacity", kCapacity},          {"item_bytes", sizeof(Item)},     {"bulk", kBulk},
+      {"producer_core", kProducerCore}, {"consumer_core", kConsumerCore}, {"repetitions", args.repetitions}};
+  for (auto& [name, row] : rows)
+    out["medians"][name] = {{"items_per_sec", row.items_per_sec}, {"ns", row.ns_per_iteration}};
   std::printf("\n  %-56s %7s %8s\n", "comparison", "ratio", "target");
   for (auto& t : targets) {
     double r = ratio(t.ours, t.theirs, t.throughput);

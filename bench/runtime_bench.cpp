@@ -40,8 +40,7 @@ void BM_SendToReactor(benchmark::State& state) {
   std::atomic<std::uint64_t> ran{0};
   std::uint64_t sent = 0;
   for (auto _ : state) {
-    if (!send_msg(*t, [&ran] { ran.store(ran.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); })
-             .ok()) {
+    if (!send_msg(*t, [&ran] { ran.store(ran.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }).ok()) {
       state.SkipWithError("send failed");
       break;
     }

@@ -64,7 +64,8 @@ int main(int argc, char** argv) {
   app.add_flag("--verify", params.verify, "stamp every written block and check every block read");
   app.add_option("--json", json_path, "write the results as JSON to this file");
   app.add_option("--seed", params.seed, "random seed")->capture_default_str();
-  app.add_option("--emu-engine", emu_engine, "emu device engine: thread (its own core) or inline")->capture_default_str();
+  app.add_option("--emu-engine", emu_engine, "emu device engine: thread (its own core) or inline")
+      ->capture_default_str();
   app.add_option("--emu-engine-core", engine_core, "pin the emu device thread (default: the last core)");
   app.add_option("--emu-latency-us", params.backend.emu_latency_us, "emu: fixed latency added to every I/O");
   bool buffered = false;
@@ -90,16 +91,17 @@ int main(int argc, char** argv) {
   try {
     params.cores = parse_cores(cores);
   } catch (const std::exception&) {
-    return fail(nvmux::Status::error(nvmux::StatusCode::kInvalidArgument, "--cores '{}': expected a list like 0,1 or 0-3",
-                                     cores));
+    return fail(nvmux::Status::error(nvmux::StatusCode::kInvalidArgument,
+                                     "--cores '{}': expected a list like 0,1 or 0-3", cores));
   }
   if (emu_engine != "thread" && emu_engine != "inline") {
-    return fail(nvmux::Status::error(nvmux::StatusCode::kInvalidArgument, "--emu-engine {}: thread or inline", emu_engine));
+    return fail(
+        nvmux::Status::error(nvmux::StatusCode::kInvalidArgument, "--emu-engine {}: thread or inline", emu_engine));
   }
   params.backend.emu_inline_engine = emu_engine == "inline";
   // The device engine gets the last core, away from the owner threads, unless told otherwise.
-  params.backend.emu_engine_core = engine_core == -2 ? (nvmux::online_cores() > 1 ? nvmux::online_cores() - 1 : -1)
-                                                     : engine_core;
+  params.backend.emu_engine_core =
+      engine_core == -2 ? (nvmux::online_cores() > 1 ? nvmux::online_cores() - 1 : -1) : engine_core;
   params.backend.uring_direct = !buffered;
 
   const bool tty = isatty(STDERR_FILENO) != 0;

@@ -46,7 +46,9 @@ std::string check_block(const std::byte* block, std::uint32_t block_size, std::u
   return {};
 }
 
-bool pattern_is_random(Pattern p) { return p == Pattern::kRandRead || p == Pattern::kRandWrite || p == Pattern::kRandRw; }
+bool pattern_is_random(Pattern p) {
+  return p == Pattern::kRandRead || p == Pattern::kRandWrite || p == Pattern::kRandRw;
+}
 
 struct Shared {
   std::atomic<bool> start{false};
@@ -375,7 +377,8 @@ Result<PerfReport> run_perf(const PerfParams& params, const ProgressFn& progress
     return Status::error(StatusCode::kInvalidArgument, "-o {}: I/O size must be a positive multiple of 512",
                          params.io_bytes);
   }
-  if (!(params.seconds > 0)) return Status::error(StatusCode::kInvalidArgument, "-t {}: time must be > 0", params.seconds);
+  if (!(params.seconds > 0))
+    return Status::error(StatusCode::kInvalidArgument, "-t {}: time must be > 0", params.seconds);
   if (params.qpairs == 0 || params.qpairs > 64) {
     return Status::error(StatusCode::kInvalidArgument, "--qpairs {}: must be 1..64", params.qpairs);
   }
@@ -385,15 +388,16 @@ Result<PerfReport> run_perf(const PerfParams& params, const ProgressFn& progress
     return Status::error(StatusCode::kInvalidArgument, "-M applies to -w rw and randrw only (got -w {})",
                          to_string(params.pattern));
   }
-  if (read_percent > 100) return Status::error(StatusCode::kInvalidArgument, "-M {}: a percentage 0..100", read_percent);
+  if (read_percent > 100)
+    return Status::error(StatusCode::kInvalidArgument, "-M {}: a percentage 0..100", read_percent);
   if (read_percent < 0) {
     read_percent = mixed ? 50 : (params.pattern == Pattern::kRead || params.pattern == Pattern::kRandRead) ? 100 : 0;
   }
   report.read_percent = read_percent;
   for (int core : params.cores) {
     if (core < 0 || core >= online_cores()) {
-      return Status::error(StatusCode::kInvalidArgument, "--cores: core {} does not exist (this machine has 0..{})", core,
-                           online_cores() - 1);
+      return Status::error(StatusCode::kInvalidArgument, "--cores: core {} does not exist (this machine has 0..{})",
+                           core, online_cores() - 1);
     }
   }
 
@@ -515,9 +519,10 @@ Result<PerfReport> run_perf(const PerfParams& params, const ProgressFn& progress
 std::string format_report(const PerfReport& report) {
   const PerfParams& p = report.params;
   std::string out;
-  out += fmt::format("nvmux-perf: backend {}, {} ({}% reads), {} B I/Os, queue depth {}, {} queue pair(s), {:.1f} s{}\n",
-                     nvme::to_string(p.backend.backend), to_string(p.pattern), report.read_percent, p.io_bytes,
-                     p.queue_depth, p.qpairs, p.seconds, p.verify ? ", verify" : "");
+  out +=
+      fmt::format("nvmux-perf: backend {}, {} ({}% reads), {} B I/Os, queue depth {}, {} queue pair(s), {:.1f} s{}\n",
+                  nvme::to_string(p.backend.backend), to_string(p.pattern), report.read_percent, p.io_bytes,
+                  p.queue_depth, p.qpairs, p.seconds, p.verify ? ", verify" : "");
   if (p.iodepth_low) {
     out += fmt::format("refill at <= {} in flight (--iodepth-low): {:.1f} I/Os per refill on average\n", *p.iodepth_low,
                        avg_submit_batch(report.total));
@@ -533,7 +538,8 @@ std::string format_report(const PerfReport& report) {
                        ticks_to_us(h.max()));
   };
   for (const QpairResult& r : report.qpairs) {
-    std::string label = fmt::format("{} ns {}{}", r.name, r.nsid, r.core >= 0 ? fmt::format(" from core {}", r.core) : "");
+    std::string label =
+        fmt::format("{} ns {}{}", r.name, r.nsid, r.core >= 0 ? fmt::format(" from core {}", r.core) : "");
     row(label, iops_of(r), mib_of(r), r.latency_ticks);
     total_iops += iops_of(r);
     total_mib += mib_of(r);
@@ -606,8 +612,11 @@ nlohmann::json report_to_json(const PerfReport& report) {
   j["verify_errors"] = report.total.verify_errors;
   j["mismatches"] = nlohmann::json::array();
   for (const Mismatch& m : report.mismatches) {
-    j["mismatches"].push_back({{"qpair", m.qpair}, {"nsid", m.nsid}, {"lba", m.lba},
-                               {"expected_generation", m.expected_generation}, {"found", m.found}});
+    j["mismatches"].push_back({{"qpair", m.qpair},
+                               {"nsid", m.nsid},
+                               {"lba", m.lba},
+                               {"expected_generation", m.expected_generation},
+                               {"found", m.found}});
   }
   return j;
 }

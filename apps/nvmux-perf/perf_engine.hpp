@@ -41,13 +41,13 @@ struct PerfParams {
   // -C (spdk_nvme_perf's --max-completion-per-poll): completions handled per poll, so at most this
   // many slots are refilled and submitted together. 0: every completion the poll finds.
   std::uint32_t max_completions_per_poll = 0;
-  std::uint32_t io_bytes = 4096;   // -o
+  std::uint32_t io_bytes = 4096;  // -o
   Pattern pattern = Pattern::kRandRead;
-  int read_percent = -1;           // -M; -1 = from the pattern (100 / 0 / 50 for rw)
-  double seconds = 5.0;            // -t
+  int read_percent = -1;             // -M; -1 = from the pattern (100 / 0 / 50 for rw)
+  double seconds = 5.0;              // -t
   bool latency_percentiles = false;  // -L
   std::uint32_t qpairs = 1;
-  std::vector<int> cores;          // empty: not pinned
+  std::vector<int> cores;  // empty: not pinned
   bool verify = false;
   std::uint64_t seed = 1;
   std::size_t max_reported_mismatches = 10;
@@ -69,7 +69,7 @@ struct QpairResult {
   std::uint64_t bytes = 0;
   std::uint64_t reads = 0;
   std::uint64_t writes = 0;
-  std::uint64_t io_errors = 0;     // completions with an error status
+  std::uint64_t io_errors = 0;      // completions with an error status
   std::uint64_t verify_errors = 0;  // blocks whose contents were wrong
   std::uint64_t submitted = 0;      // I/Os submitted inside the timed window
   std::uint64_t refills = 0;        // times the loop submitted one or more of them

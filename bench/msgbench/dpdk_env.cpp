@@ -51,15 +51,12 @@ Status unpin_every_thread() {
 Status ensure_dpdk_eal() {
   std::lock_guard lock(g_eal_mutex);
   switch (g_eal_state) {
-    case EalState::kRunning:
-      return {};
-    case EalState::kFailed:
-      return Status(StatusCode::kUnavailable, g_eal_error);
+    case EalState::kRunning: return {};
+    case EalState::kFailed: return Status(StatusCode::kUnavailable, g_eal_error);
     case EalState::kShutDown:
       return Status::error(StatusCode::kUnavailable,
                            "the DPDK EAL was shut down and cannot start again in this process");
-    case EalState::kNotStarted:
-      break;
+    case EalState::kNotStarted: break;
   }
   const char* level = std::getenv("NVMUX_DPDK_LOG_LEVEL");
   std::vector<std::string> args{"nvmux-msgbench",

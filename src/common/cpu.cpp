@@ -18,8 +18,8 @@ int online_cores() {
 
 Status pin_current_thread(int core) {
   if (core < 0 || core >= CPU_SETSIZE || core >= online_cores()) {
-    return Status::error(StatusCode::kInvalidArgument, "cannot pin to core {}: this machine has cores 0..{}",
-                         core, online_cores() - 1);
+    return Status::error(StatusCode::kInvalidArgument, "cannot pin to core {}: this machine has cores 0..{}", core,
+                         online_cores() - 1);
   }
   cpu_set_t set;
   CPU_ZERO(&set);

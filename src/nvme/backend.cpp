@@ -36,18 +36,27 @@ Result<std::uint64_t> parse_size(std::string_view text) {
   std::uint64_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end == text.data()) {
-    return Status::error(StatusCode::kInvalidArgument, "size '{}' is not a number with an optional K/M/G/T suffix", text);
+    return Status::error(StatusCode::kInvalidArgument, "size '{}' is not a number with an optional K/M/G/T suffix",
+                         text);
   }
   std::string suffix = lower(std::string_view(end, static_cast<std::size_t>(text.data() + text.size() - end)));
-  if (suffix.ends_with("ib")) suffix.resize(suffix.size() - 2);
-  else if (suffix.ends_with("b")) suffix.resize(suffix.size() - 1);
+  if (suffix.ends_with("ib"))
+    suffix.resize(suffix.size() - 2);
+  else if (suffix.ends_with("b"))
+    suffix.resize(suffix.size() - 1);
   unsigned shift = 0;
-  if (suffix.empty()) shift = 0;
-  else if (suffix == "k") shift = 10;
-  else if (suffix == "m") shift = 20;
-  else if (suffix == "g") shift = 30;
-  else if (suffix == "t") shift = 40;
-  else return Status::error(StatusCode::kInvalidArgument, "size '{}' has an unknown suffix (use K, M, G or T)", text);
+  if (suffix.empty())
+    shift = 0;
+  else if (suffix == "k")
+    shift = 10;
+  else if (suffix == "m")
+    shift = 20;
+  else if (suffix == "g")
+    shift = 30;
+  else if (suffix == "t")
+    shift = 40;
+  else
+    return Status::error(StatusCode::kInvalidArgument, "size '{}' has an unknown suffix (use K, M, G or T)", text);
   if (shift != 0 && value > (UINT64_MAX >> shift)) {
     return Status::error(StatusCode::kInvalidArgument, "size '{}' does not fit in 64 bits", text);
   }
@@ -60,7 +69,8 @@ Result<NamespaceArg> parse_namespace_arg(std::string_view text) {
   std::size_t colon = text.find(':');
   if (colon == std::string_view::npos) {
     return Status::error(StatusCode::kInvalidArgument,
-                         "namespace '{}': expected KIND:..., one of ram:size=N, null:size=N, file:PATH, bdev:PATH", text);
+                         "namespace '{}': expected KIND:..., one of ram:size=N, null:size=N, file:PATH, bdev:PATH",
+                         text);
   }
   std::string kind = lower(text.substr(0, colon));
   std::vector<std::string_view> parts = split(text.substr(colon + 1), ',');
@@ -70,11 +80,12 @@ Result<NamespaceArg> parse_namespace_arg(std::string_view text) {
   } else if (kind == "file" || kind == "bdev") {
     arg.kind = kind == "file" ? NamespaceArg::Kind::kFile : NamespaceArg::Kind::kBdev;
     arg.path = std::string(parts[0]);
-    if (arg.path.empty()) return Status::error(StatusCode::kInvalidArgument, "namespace '{}': no path after '{}:'", text, kind);
+    if (arg.path.empty())
+      return Status::error(StatusCode::kInvalidArgument, "namespace '{}': no path after '{}:'", text, kind);
     first_option = 1;
   } else {
-    return Status::error(StatusCode::kInvalidArgument, "namespace '{}': unknown kind '{}' (ram, null, file or bdev)", text,
-                         kind);
+    return Status::error(StatusCode::kInvalidArgument, "namespace '{}': unknown kind '{}' (ram, null, file or bdev)",
+                         text, kind);
   }
   for (std::size_t i = first_option; i < parts.size(); ++i) {
     std::string_view part = parts[i];
@@ -86,7 +97,8 @@ Result<NamespaceArg> parse_namespace_arg(std::string_view text) {
     }
     if (key == "size") {
       auto bytes = parse_size(value);
-      if (!bytes.ok()) return Status(StatusCode::kInvalidArgument, fmt::format("namespace '{}': {}", text, bytes.status().message()));
+      if (!bytes.ok())
+        return Status(StatusCode::kInvalidArgument, fmt::format("namespace '{}': {}", text, bytes.status().message()));
       arg.bytes = *bytes;
     } else if (key == "bs") {
       auto bs = parse_size(value);
@@ -100,11 +112,12 @@ Result<NamespaceArg> parse_namespace_arg(std::string_view text) {
   }
   bool needs_size = arg.kind == NamespaceArg::Kind::kRam || arg.kind == NamespaceArg::Kind::kNull;
   if (needs_size && arg.bytes == 0) {
-    return Status::error(StatusCode::kInvalidArgument, "namespace '{}': {} namespaces need size=N (e.g. size=1G)", text, kind);
+    return Status::error(StatusCode::kInvalidArgument, "namespace '{}': {} namespaces need size=N (e.g. size=1G)", text,
+                         kind);
   }
   if (arg.bytes % arg.block_size != 0) {
-    return Status::error(StatusCode::kInvalidArgument, "namespace '{}': size {} is not a multiple of bs {}", text, arg.bytes,
-                         arg.block_size);
+    return Status::error(StatusCode::kInvalidArgument, "namespace '{}': size {} is not a multiple of bs {}", text,
+                         arg.bytes, arg.block_size);
   }
   return arg;
 }
@@ -127,7 +140,8 @@ Result<std::unique_ptr<Controller>> open_controller(const BackendOptions& option
     emu.dma_arena_bytes = options.dma_arena_bytes;
     emu.max_io_queues = options.max_io_queues;
     std::vector<NamespaceArg> args = options.namespaces;
-    if (args.empty()) args.push_back(NamespaceArg{NamespaceArg::Kind::kRam, "", std::uint64_t{1} << 30, 4096, "ram:size=1G"});
+    if (args.empty())
+      args.push_back(NamespaceArg{NamespaceArg::Kind::kRam, "", std::uint64_t{1} << 30, 4096, "ram:size=1G"});
     for (const NamespaceArg& a : args) {
       NamespaceSpec spec;
       spec.block_size = a.block_size;
@@ -141,8 +155,8 @@ Result<std::unique_ptr<Controller>> open_controller(const BackendOptions& option
           struct stat sb {};
           if (bytes == 0 && ::stat(a.path.c_str(), &sb) == 0) bytes = static_cast<std::uint64_t>(sb.st_size);
           if (bytes == 0) {
-            return Status::error(StatusCode::kInvalidArgument, "namespace '{}': {} does not exist; give size=N to create it",
-                                 a.text, a.path);
+            return Status::error(StatusCode::kInvalidArgument,
+                                 "namespace '{}': {} does not exist; give size=N to create it", a.text, a.path);
           }
           spec.blocks = bytes / a.block_size;
           emu.namespaces.push_back(spec);
@@ -174,7 +188,8 @@ Result<std::unique_ptr<Controller>> open_controller(const BackendOptions& option
   for (const NamespaceArg& a : options.namespaces) {
     if (a.kind == NamespaceArg::Kind::kRam || a.kind == NamespaceArg::Kind::kNull) {
       return Status::error(StatusCode::kInvalidArgument,
-                           "namespace '{}': ram and null namespaces exist only on the emu backend (--backend emu)", a.text);
+                           "namespace '{}': ram and null namespaces exist only on the emu backend (--backend emu)",
+                           a.text);
     }
     if (a.kind == NamespaceArg::Kind::kBdev) {
       struct stat sb {};

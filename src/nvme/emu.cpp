@@ -28,11 +28,7 @@ class EmuController::Transport final : public QueueTransport {
  public:
   Transport(EmuController* ctrl, std::uint16_t qid, DmaBuffer sq, std::uint32_t sq_entries, DmaBuffer cq,
             std::uint32_t cq_entries)
-      : ctrl_(ctrl),
-        qid_(qid),
-        sq_(std::move(sq)),
-        cq_(std::move(cq)),
-        sq_entries_(sq_entries),
+      : ctrl_(ctrl), qid_(qid), sq_(std::move(sq)), cq_(std::move(cq)), sq_entries_(sq_entries),
         cq_entries_(cq_entries) {}
   ~Transport() override {
     if (qid_ == 0) return;  // the admin queue lives as long as the controller is enabled

@@ -49,8 +49,7 @@ Result<std::unique_ptr<NamespaceStore>> NamespaceStore::open(const NamespaceSpec
   ns->block_size_ = spec.block_size;
   ns->bytes_ = static_cast<std::size_t>(spec.blocks * spec.block_size);
   switch (spec.backing) {
-    case NamespaceBacking::kNull:
-      return ns;
+    case NamespaceBacking::kNull: return ns;
     case NamespaceBacking::kRam: {
       void* p = ::mmap(nullptr, ns->bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
       if (p == MAP_FAILED) return Status::from_errno(errno, fmt::format("mmap of a {}-byte namespace", ns->bytes_));
@@ -92,18 +91,13 @@ bool NamespaceStore::sync() { return fd_ < 0 || ::msync(data_, bytes_, MS_SYNC) 
 
 EmuDevice::EmuDevice(Config config, std::shared_ptr<DmaArena> arena,
                      std::vector<std::unique_ptr<NamespaceStore>> namespaces)
-    : config_(std::move(config)),
-      arena_(std::move(arena)),
-      namespaces_(std::move(namespaces)),
+    : config_(std::move(config)), arena_(std::move(arena)), namespaces_(std::move(namespaces)),
       // MQES (15:0, 0's based), CQR (16) = contiguous queues required, TO (31:24) in 500 ms units,
       // DSTRD (35:32), MPSMIN = MPSMAX = 0 (4 KiB pages).
       cap_(std::uint64_t{config_.max_queue_entries - 1} | (std::uint64_t{1} << 16) | (std::uint64_t{20} << 24) |
            (std::uint64_t{kDoorbellStrideShift} << 32)),
-      doorbells_(new DoorbellLine[std::size_t{2} * (config_.max_io_queues + 1u)]),
-      sqs_(config_.max_io_queues + 1u),
-      cqs_(config_.max_io_queues + 1u),
-      granted_sqs_(config_.max_io_queues),
-      granted_cqs_(config_.max_io_queues),
+      doorbells_(new DoorbellLine[std::size_t{2} * (config_.max_io_queues + 1u)]), sqs_(config_.max_io_queues + 1u),
+      cqs_(config_.max_io_queues + 1u), granted_sqs_(config_.max_io_queues), granted_cqs_(config_.max_io_queues),
       scratch_(kIdentifyBytes) {}
 
 std::uint64_t EmuDevice::now() const { return config_.clock ? config_.clock() : monotonic_ns(); }
@@ -349,8 +343,7 @@ std::uint16_t EmuDevice::execute_io(const SubmissionEntry& c) {
       if (s == kOk) add(read ? bytes_read_ : bytes_written_, bytes);
       return s;
     }
-    case NvmOpcode::kFlush:
-      return ns.sync() ? kOk : st(GenericStatus::kInternalDeviceError);
+    case NvmOpcode::kFlush: return ns.sync() ? kOk : st(GenericStatus::kInternalDeviceError);
     case NvmOpcode::kWriteZeroes:
       if (!in_range(slba, nlb)) return st(GenericStatus::kLbaOutOfRange);
       if (!ns.is_null()) std::memset(ns.data() + slba * ns.block_size(), 0, nlb * ns.block_size());
@@ -370,8 +363,7 @@ std::uint16_t EmuDevice::execute_io(const SubmissionEntry& c) {
       }
       return kOk;
     }
-    default:
-      return st(GenericStatus::kInvalidOpcode);
+    default: return st(GenericStatus::kInvalidOpcode);
   }
 }
 
@@ -418,8 +410,7 @@ std::uint16_t EmuDevice::identify(const SubmissionEntry& c) {
       }
       break;
     }
-    default:
-      return st(GenericStatus::kInvalidField);
+    default: return st(GenericStatus::kInvalidField);
   }
   return transfer(c.prp1, c.prp2, kIdentifyBytes, scratch_.data(), true);
 }
@@ -479,16 +470,11 @@ std::uint16_t EmuDevice::delete_cq(const SubmissionEntry& c) {
 std::uint16_t EmuDevice::execute_admin(const SubmissionEntry& c, std::uint32_t& cdw0) {
   add(admin_commands_, 1);
   switch (static_cast<AdminOpcode>(c.opcode)) {
-    case AdminOpcode::kIdentify:
-      return identify(c);
-    case AdminOpcode::kCreateIoCq:
-      return create_cq(c);
-    case AdminOpcode::kCreateIoSq:
-      return create_sq(c);
-    case AdminOpcode::kDeleteIoSq:
-      return delete_sq(c);
-    case AdminOpcode::kDeleteIoCq:
-      return delete_cq(c);
+    case AdminOpcode::kIdentify: return identify(c);
+    case AdminOpcode::kCreateIoCq: return create_cq(c);
+    case AdminOpcode::kCreateIoSq: return create_sq(c);
+    case AdminOpcode::kDeleteIoSq: return delete_sq(c);
+    case AdminOpcode::kDeleteIoCq: return delete_cq(c);
     case AdminOpcode::kSetFeatures:
       switch (static_cast<FeatureId>(c.cdw10 & 0xffu)) {
         case FeatureId::kNumberOfQueues: {
@@ -501,24 +487,16 @@ std::uint16_t EmuDevice::execute_admin(const SubmissionEntry& c, std::uint32_t& 
           cdw0 = (granted_sqs_ - 1u) | ((granted_cqs_ - 1u) << 16);
           return kOk;
         }
-        case FeatureId::kVolatileWriteCache:
-          return kOk;
-        default:
-          return st(GenericStatus::kInvalidField);
+        case FeatureId::kVolatileWriteCache: return kOk;
+        default: return st(GenericStatus::kInvalidField);
       }
     case AdminOpcode::kGetFeatures:
       switch (static_cast<FeatureId>(c.cdw10 & 0xffu)) {
-        case FeatureId::kNumberOfQueues:
-          cdw0 = (granted_sqs_ - 1u) | ((granted_cqs_ - 1u) << 16);
-          return kOk;
-        case FeatureId::kVolatileWriteCache:
-          cdw0 = 1;
-          return kOk;
-        default:
-          return st(GenericStatus::kInvalidField);
+        case FeatureId::kNumberOfQueues: cdw0 = (granted_sqs_ - 1u) | ((granted_cqs_ - 1u) << 16); return kOk;
+        case FeatureId::kVolatileWriteCache: cdw0 = 1; return kOk;
+        default: return st(GenericStatus::kInvalidField);
       }
-    default:
-      return st(GenericStatus::kInvalidOpcode);
+    default: return st(GenericStatus::kInvalidOpcode);
   }
 }
 

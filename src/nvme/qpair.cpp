@@ -15,12 +15,8 @@ constexpr std::uint32_t kAllNamespaces = 0xffffffff;
 
 QueuePair::QueuePair(std::unique_ptr<QueueTransport> transport, DmaBuffer prp_pages,
                      std::vector<NamespaceInfo> namespaces, std::uint32_t max_transfer_bytes, QueuePairOptions options)
-    : transport_(std::move(transport)),
-      prp_pages_(std::move(prp_pages)),
-      namespaces_(std::move(namespaces)),
-      options_(std::move(options)),
-      owner_(std::this_thread::get_id()),
-      owner_label_(current_thread_label()) {
+    : transport_(std::move(transport)), prp_pages_(std::move(prp_pages)), namespaces_(std::move(namespaces)),
+      options_(std::move(options)), owner_(std::this_thread::get_id()), owner_label_(current_thread_label()) {
   NVMUX_ASSERT(transport_ != nullptr, "QueuePair needs a transport");
   qid_ = transport_->qid();
   sq_ = transport_->sq();

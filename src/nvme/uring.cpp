@@ -1,8 +1,8 @@
 #include "nvmux/nvme/uring.hpp"
 
 #include <fcntl.h>
-#include <linux/fs.h>
 #include <liburing.h>
+#include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -44,30 +44,23 @@ std::uint16_t errno_to_status(int err, std::uint8_t opcode) {
   switch (err) {
     case EIO:
     case ENODATA:
-      return is_read ? make_status(MediaStatus::kUnrecoveredReadError, true) : make_status(MediaStatus::kWriteFault, true);
+      return is_read ? make_status(MediaStatus::kUnrecoveredReadError, true)
+                     : make_status(MediaStatus::kWriteFault, true);
     case ENOSPC:
-    case EDQUOT:
-      return st(GenericStatus::kCapacityExceeded, true);
+    case EDQUOT: return st(GenericStatus::kCapacityExceeded, true);
     case EROFS:
     case EPERM:
-    case EACCES:
-      return st(GenericStatus::kNamespaceIsWriteProtected, true);
-    case EOPNOTSUPP:
-      return st(GenericStatus::kInvalidOpcode, true);
-    case EINVAL:
-      return st(GenericStatus::kInvalidField, true);
+    case EACCES: return st(GenericStatus::kNamespaceIsWriteProtected, true);
+    case EOPNOTSUPP: return st(GenericStatus::kInvalidOpcode, true);
+    case EINVAL: return st(GenericStatus::kInvalidField, true);
     case EFAULT:
-    case EBADF:
-      return st(GenericStatus::kDataTransferError, true);
+    case EBADF: return st(GenericStatus::kDataTransferError, true);
     case ECANCELED:
-    case EINTR:
-      return st(GenericStatus::kAbortedByRequest);
+    case EINTR: return st(GenericStatus::kAbortedByRequest);
     case EAGAIN:
     case EBUSY:
-    case ENOMEM:
-      return st(GenericStatus::kNamespaceNotReady);  // DNR clear: the driver may retry
-    default:
-      return st(GenericStatus::kInternalDeviceError, true);
+    case ENOMEM: return st(GenericStatus::kNamespaceNotReady);  // DNR clear: the driver may retry
+    default: return st(GenericStatus::kInternalDeviceError, true);
   }
 }
 
@@ -80,8 +73,8 @@ class UringController::Transport final : public QueueTransport {
         kernel_errors{0}, refused_submits{0};
     UringStats snapshot() const {
       auto l = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-      return UringStats{l(submit_calls), l(sqes), l(fixed_rw), l(vectored_rw), l(bounced), l(rejected),
-                        l(kernel_errors), l(refused_submits)};
+      return UringStats{l(submit_calls), l(sqes),     l(fixed_rw),      l(vectored_rw),
+                        l(bounced),      l(rejected), l(kernel_errors), l(refused_submits)};
     }
   };
 
@@ -161,27 +154,29 @@ class UringController::Transport final : public QueueTransport {
     // refuses others. Cooperative task running: the kernel does not interrupt this (polling)
     // thread to post completions; it raises IORING_SQ_TASKRUN and reap() enters the kernel to run
     // them, once per poll (7% more IOPS at depth 1 than being interrupted; docs/uring.md).
-    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN |
-                   IORING_SETUP_TASKRUN_FLAG;
+    params.flags =
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
     if (ctrl_->options_.sqpoll) {
       params.flags |= IORING_SETUP_SQPOLL;
       params.sq_thread_idle = 100;  // ms before the kernel's submitter thread sleeps
     }
     // Enough SQEs for a full queue of reads plus one deallocate with every range, or a flush of
     // every namespace; CQ room for all of them.
-    std::uint32_t entries = std::bit_ceil(sq_entries_ + std::max<std::uint32_t>(
-                                                            kMaxDsmRanges, static_cast<std::uint32_t>(ctrl_->open_.size())));
+    std::uint32_t entries = std::bit_ceil(
+        sq_entries_ + std::max<std::uint32_t>(kMaxDsmRanges, static_cast<std::uint32_t>(ctrl_->open_.size())));
     params.cq_entries = entries * 2;
     int rc = io_uring_queue_init_params(entries, &ring_, &params);
     if (rc == -EINVAL) {  // kernels before 6.0 know neither flag
-      NVMUX_LOG_WARN("{}: kernel refused IORING_SETUP_SINGLE_ISSUER / COOP_TASKRUN; the owner rule is enforced by "
-                     "nvmux only",
-                     ctrl_->name());
+      NVMUX_LOG_WARN(
+          "{}: kernel refused IORING_SETUP_SINGLE_ISSUER / COOP_TASKRUN; the owner rule is enforced by "
+          "nvmux only",
+          ctrl_->name());
       params.flags &= ~(IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
       rc = io_uring_queue_init_params(entries, &ring_, &params);
     }
     taskrun_flag_ = (params.flags & IORING_SETUP_TASKRUN_FLAG) != 0;
-    if (rc < 0) return Status::from_errno(-rc, fmt::format("{}: io_uring_queue_init({} entries)", ctrl_->name(), entries));
+    if (rc < 0)
+      return Status::from_errno(-rc, fmt::format("{}: io_uring_queue_init({} entries)", ctrl_->name(), entries));
     ring_ready_ = true;
 
     std::vector<int> fds;
@@ -284,9 +279,7 @@ class UringController::Transport final : public QueueTransport {
     const std::uint64_t nlb = std::uint64_t{c.cdw12 & kCdw12NlbMask} + 1;
 
     switch (opcode) {
-      case NvmOpcode::kFlush:
-        prep_flush(index, c.nsid - 1);
-        return 1;
+      case NvmOpcode::kFlush: prep_flush(index, c.nsid - 1); return 1;
       case NvmOpcode::kRead:
       case NvmOpcode::kWrite: {
         if (slba >= ns.blocks || nlb > ns.blocks - slba) return reject(st(GenericStatus::kLbaOutOfRange, true));
@@ -343,8 +336,7 @@ class UringController::Transport final : public QueueTransport {
         if (parts == 0) return reject(0);
         return parts;
       }
-      default:
-        return reject(st(GenericStatus::kInvalidOpcode, true));
+      default: return reject(st(GenericStatus::kInvalidOpcode, true));
     }
   }
 
@@ -545,18 +537,20 @@ UringController::~UringController() {
 }
 
 Result<std::unique_ptr<UringController>> UringController::create(UringOptions options) {
-  if (options.namespaces.empty()) return Status::error(StatusCode::kInvalidArgument, "uring controller without namespaces");
+  if (options.namespaces.empty())
+    return Status::error(StatusCode::kInvalidArgument, "uring controller without namespaces");
   if (options.max_queue_entries < 2 || options.max_queue_entries > kMaxQueueEntriesSpec) {
-    return Status::error(StatusCode::kInvalidArgument, "max_queue_entries {} outside [2, {}]", options.max_queue_entries,
-                         kMaxQueueEntriesSpec);
+    return Status::error(StatusCode::kInvalidArgument, "max_queue_entries {} outside [2, {}]",
+                         options.max_queue_entries, kMaxQueueEntriesSpec);
   }
   if (options.max_io_queues == 0 || options.max_io_queues > 255) {
     return Status::error(StatusCode::kInvalidArgument, "max_io_queues {} outside [1, 255]", options.max_io_queues);
   }
   if (options.max_transfer_bytes < kPageBytes || !std::has_single_bit(options.max_transfer_bytes) ||
       options.max_transfer_bytes > QueuePair::kMaxTransferBytesLimit) {
-    return Status::error(StatusCode::kInvalidArgument, "max_transfer_bytes {} is not 4 KiB times a power of two up to {}",
-                         options.max_transfer_bytes, QueuePair::kMaxTransferBytesLimit);
+    return Status::error(StatusCode::kInvalidArgument,
+                         "max_transfer_bytes {} is not 4 KiB times a power of two up to {}", options.max_transfer_bytes,
+                         QueuePair::kMaxTransferBytesLimit);
   }
   if (options.register_buffers && options.dma_arena_bytes > kMaxRegisteredBufferBytes) {
     return Status::error(StatusCode::kInvalidArgument, "a registered DMA arena is at most {} bytes, asked for {}",
@@ -602,20 +596,21 @@ Status UringController::open_namespaces() {
     struct stat sb {};
     bool exists = ::stat(spec.path.c_str(), &sb) == 0;
     if (exists && !S_ISREG(sb.st_mode) && !S_ISBLK(sb.st_mode)) {
-      return Status::error(StatusCode::kInvalidArgument, "namespace {}: {} is neither a regular file nor a block device",
-                           i + 1, spec.path);
+      return Status::error(StatusCode::kInvalidArgument,
+                           "namespace {}: {} is neither a regular file nor a block device", i + 1, spec.path);
     }
     if (!exists && spec.bytes == 0) {
-      return Status::error(StatusCode::kInvalidArgument, "namespace {}: {} does not exist and no size was given to create it",
-                           i + 1, spec.path);
+      return Status::error(StatusCode::kInvalidArgument,
+                           "namespace {}: {} does not exist and no size was given to create it", i + 1, spec.path);
     }
     ns.is_block_device = exists && S_ISBLK(sb.st_mode);
     int flags = O_RDWR | O_CLOEXEC | (ns.is_block_device ? 0 : O_CREAT) | (options_.direct ? O_DIRECT : 0);
     ns.fd = ::open(spec.path.c_str(), flags, 0644);
     if (ns.fd < 0 && errno == EINVAL && options_.direct) {
-      return Status::error(StatusCode::kUnsupported,
-                           "namespace {}: the filesystem of {} refuses O_DIRECT; use a different filesystem or direct=false",
-                           i + 1, spec.path);
+      return Status::error(
+          StatusCode::kUnsupported,
+          "namespace {}: the filesystem of {} refuses O_DIRECT; use a different filesystem or direct=false", i + 1,
+          spec.path);
     }
     if (ns.fd < 0) return Status::from_errno(errno, fmt::format("namespace {}: open {}", i + 1, spec.path));
     open_.push_back(ns);  // closed by the destructor from here on
@@ -637,7 +632,8 @@ Status UringController::open_namespaces() {
       if (spec.bytes > size) {
         // New (or too short): give it its full size now so reads never run past the end.
         if (::ftruncate(opened.fd, static_cast<off_t>(spec.bytes)) != 0) {
-          return Status::from_errno(errno, fmt::format("namespace {}: ftruncate {} to {} bytes", i + 1, spec.path, spec.bytes));
+          return Status::from_errno(
+              errno, fmt::format("namespace {}: ftruncate {} to {} bytes", i + 1, spec.path, spec.bytes));
         }
         size = spec.bytes;
       } else if (spec.bytes != 0) {
@@ -667,7 +663,8 @@ Status UringController::open_namespaces() {
 Result<std::unique_ptr<QueuePair>> UringController::create_io_qpair(const QueuePairOptions& options) {
   std::uint32_t sq_entries = options.sq_entries;
   std::uint32_t cq_entries = options.cq_entries == 0 ? sq_entries : options.cq_entries;
-  if (sq_entries < 2 || sq_entries > info_.max_queue_entries || cq_entries < 2 || cq_entries > info_.max_queue_entries) {
+  if (sq_entries < 2 || sq_entries > info_.max_queue_entries || cq_entries < 2 ||
+      cq_entries > info_.max_queue_entries) {
     return Status::error(StatusCode::kInvalidArgument, "{}: queue of {} SQ / {} CQ entries outside [2, {}]", name(),
                          sq_entries, cq_entries, info_.max_queue_entries);
   }
@@ -716,7 +713,9 @@ UringStats UringController::stats() const {
   return total;
 }
 
-Result<DmaBuffer> UringController::dma_alloc(std::size_t bytes, std::size_t align) { return arena_->alloc(bytes, align); }
+Result<DmaBuffer> UringController::dma_alloc(std::size_t bytes, std::size_t align) {
+  return arena_->alloc(bytes, align);
+}
 
 Result<CompletionEntry> UringController::admin_command(const SubmissionEntry& command, IoVec data) {
   CompletionEntry done{};
@@ -772,8 +771,7 @@ Result<CompletionEntry> UringController::admin_command(const SubmissionEntry& co
       }
       break;
     }
-    default:
-      done.status = st(GenericStatus::kInvalidField, true);
+    default: done.status = st(GenericStatus::kInvalidField, true);
   }
   return done;
 }
@@ -794,7 +792,8 @@ ControllerFactory UringController::factory(UringOptions base) {
           options.namespaces.push_back(UringNamespace{ns.path, bytes, ns.block_size});
           break;
         case NamespaceBacking::kRam: {
-          std::string dir = base.scratch_dir.empty() ? std::filesystem::temp_directory_path().string() : base.scratch_dir;
+          std::string dir =
+              base.scratch_dir.empty() ? std::filesystem::temp_directory_path().string() : base.scratch_dir;
           std::string path = fmt::format("{}/nvmux-uring-{}-{}-{}.img", dir, ::getpid(), spec.name, scratch.size());
           std::filesystem::remove(path);
           scratch.push_back(path);

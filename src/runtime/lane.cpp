@@ -17,8 +17,8 @@ namespace nvmux::detail {
 namespace {
 
 // Back-pressure phases of a foreign sender waiting for a full lane.
-constexpr int kFullLaneSpinRounds = 256;   // cpu_relax between looks at head
-constexpr int kFullLaneYieldRounds = 32;   // sched_yield between looks
+constexpr int kFullLaneSpinRounds = 256;  // cpu_relax between looks at head
+constexpr int kFullLaneYieldRounds = 32;  // sched_yield between looks
 // A blocked sender re-checks the runtime and the consumer this often even without a wake-up
 // (a safety net: the wake-up itself comes from the consumer freeing space).
 constexpr std::uint64_t kBlockedSenderRecheckUs = 10'000;
@@ -47,10 +47,9 @@ Status LaneAccess::lane_from(SenderContext& context, Thread& target, Lane*& lane
     return Status::error(StatusCode::kAborted, "send to lightweight thread '{}': it has exited", target.name_);
   }
   auto state = target.runtime_->state_.load(std::memory_order_acquire);  // pairs with stop()'s store
-  if (state == Runtime::State::kStopped ||
-      (state == Runtime::State::kStopping && context.owner == nullptr)) {
-    return Status::error(StatusCode::kUnavailable, "send to lightweight thread '{}': the runtime is {}",
-                         target.name_, state == Runtime::State::kStopped ? "stopped" : "stopping");
+  if (state == Runtime::State::kStopped || (state == Runtime::State::kStopping && context.owner == nullptr)) {
+    return Status::error(StatusCode::kUnavailable, "send to lightweight thread '{}': the runtime is {}", target.name_,
+                         state == Runtime::State::kStopped ? "stopped" : "stopping");
   }
   if (Lane* recent = context.find_recent(target.serial_); recent != nullptr) {
     lane = recent;
@@ -143,8 +142,8 @@ Status wait_for_space(Lane& lane, bool blocking) {
       if (producer.refresh_free() != 0) return {};
       cpu_relax();
       if (round % 64 == 63 && monotonic_ns() >= deadline_ns) {
-        return full(fmt::format(": still full after reactor_send_wait_us ({} us)",
-                                runtime.options().reactor_send_wait_us));
+        return full(
+            fmt::format(": still full after reactor_send_wait_us ({} us)", runtime.options().reactor_send_wait_us));
       }
     }
   }

@@ -40,8 +40,7 @@ void Reactor::wake() {
 void Reactor::wake_fenced() {
   // Awake (the common case): one relaxed load, no syscall. Asleep: the one caller whose exchange
   // returns 1 makes the single FUTEX_WAKE of this sleep.
-  if (sleep_word_.load(std::memory_order_relaxed) == 1 &&
-      sleep_word_.exchange(0, std::memory_order_relaxed) == 1) {
+  if (sleep_word_.load(std::memory_order_relaxed) == 1 && sleep_word_.exchange(0, std::memory_order_relaxed) == 1) {
     futex_wake(sleep_word_, 1);
   }
 }

@@ -26,13 +26,14 @@ Status invalid(std::string message) { return Status(StatusCode::kInvalidArgument
 Status validate(const RuntimeOptions& o) {
   if (o.cores.empty()) return invalid("RuntimeOptions.cores is empty: give at least one core");
   if (o.cores.size() > kMaxReactors) {
-    return invalid(fmt::format("RuntimeOptions.cores has {} entries, kMaxReactors is {}", o.cores.size(), kMaxReactors));
+    return invalid(
+        fmt::format("RuntimeOptions.cores has {} entries, kMaxReactors is {}", o.cores.size(), kMaxReactors));
   }
   std::set<int> seen;
   for (int core : o.cores) {
     if (core < 0 || core >= online_cores()) {
-      return invalid(fmt::format("RuntimeOptions.cores has core {}: this machine has cores 0..{}", core,
-                                 online_cores() - 1));
+      return invalid(
+          fmt::format("RuntimeOptions.cores has core {}: this machine has cores 0..{}", core, online_cores() - 1));
     }
     if (!seen.insert(core).second) {
       return invalid(fmt::format("RuntimeOptions.cores lists core {} twice (one reactor per core)", core));
@@ -47,26 +48,25 @@ Status validate(const RuntimeOptions& o) {
                                o.lane_capacity, kMaxLaneCapacity));
   }
   if (o.drain_batch < 1 || o.drain_batch > kMaxDrainBatch) {
-    return invalid(fmt::format("RuntimeOptions.drain_batch is {}: it must be in [1, {}]", o.drain_batch,
-                               kMaxDrainBatch));
+    return invalid(
+        fmt::format("RuntimeOptions.drain_batch is {}: it must be in [1, {}]", o.drain_batch, kMaxDrainBatch));
   }
   if (o.scheduler_period_us < 100 || o.scheduler_period_us > 60'000'000) {
-    return invalid(fmt::format("RuntimeOptions.scheduler_period_us is {}: it must be in [100, 60000000]",
-                               o.scheduler_period_us));
+    return invalid(
+        fmt::format("RuntimeOptions.scheduler_period_us is {}: it must be in [100, 60000000]", o.scheduler_period_us));
   }
   if (!(o.busy_threshold > 0.0 && o.busy_threshold < 1.0)) {
     return invalid(fmt::format("RuntimeOptions.busy_threshold is {}: it must be in (0, 1)", o.busy_threshold));
   }
   if (o.idle_before_sleep_us > 60'000'000) {
-    return invalid(fmt::format("RuntimeOptions.idle_before_sleep_us is {}: at most 60000000",
-                               o.idle_before_sleep_us));
+    return invalid(fmt::format("RuntimeOptions.idle_before_sleep_us is {}: at most 60000000", o.idle_before_sleep_us));
   }
   if (o.max_sleep_us < 100 || o.max_sleep_us > 600'000'000) {
     return invalid(fmt::format("RuntimeOptions.max_sleep_us is {}: it must be in [100, 600000000]", o.max_sleep_us));
   }
   if (o.stop_drain_timeout_us > 600'000'000) {
-    return invalid(fmt::format("RuntimeOptions.stop_drain_timeout_us is {}: at most 600000000",
-                               o.stop_drain_timeout_us));
+    return invalid(
+        fmt::format("RuntimeOptions.stop_drain_timeout_us is {}: at most 600000000", o.stop_drain_timeout_us));
   }
   return {};
 }
@@ -199,8 +199,8 @@ Status Runtime::move_thread(Thread& thread, int reactor_index) {
                          thread.name(), *thread.bound_core());
   }
   if (reactor_index < 0 || reactor_index >= reactor_count()) {
-    return Status::error(StatusCode::kInvalidArgument, "move_thread('{}'): reactor {} is not in 0..{}",
-                         thread.name(), reactor_index, reactor_count() - 1);
+    return Status::error(StatusCode::kInvalidArgument, "move_thread('{}'): reactor {} is not in 0..{}", thread.name(),
+                         reactor_index, reactor_count() - 1);
   }
   request_move(thread, reactor_index);
   return {};
@@ -241,8 +241,8 @@ std::uint64_t Runtime::drop_all_queued() {
   std::uint64_t total = 0;
   std::lock_guard lock(lanes_mutex_);
   for (auto& lane : lanes_) {
-    std::size_t n = lane->ring.consume([](detail::Message& m) { m.drop(); },
-                                        static_cast<std::size_t>(lane->ring.capacity()));
+    std::size_t n =
+        lane->ring.consume([](detail::Message& m) { m.drop(); }, static_cast<std::size_t>(lane->ring.capacity()));
     detail::Lane::add(lane->dropped, n);
     total += n;
   }
@@ -256,7 +256,8 @@ void Runtime::wake_blocked_senders() {
   // between setting its flag and re-checking.
   detail::full_fence();
   for (auto& lane : lanes_) {
-    if (lane->producer_waiting.exchange(0, std::memory_order_relaxed) != 0) detail::futex_wake(lane->producer_waiting, 1);
+    if (lane->producer_waiting.exchange(0, std::memory_order_relaxed) != 0)
+      detail::futex_wake(lane->producer_waiting, 1);
   }
 }
 
@@ -317,7 +318,8 @@ Status Runtime::stop() {
     std::uint64_t deadline_ns = monotonic_ns() + options_.stop_drain_timeout_us * 1000;
     bool quiet = false;
     while (!quiet && monotonic_ns() < deadline_ns) quiet = quiescent_pass();
-    if (!quiet) NVMUX_LOG_WARN("runtime stop: still busy after stop_drain_timeout_us ({} us)", options_.stop_drain_timeout_us);
+    if (!quiet)
+      NVMUX_LOG_WARN("runtime stop: still busy after stop_drain_timeout_us ({} us)", options_.stop_drain_timeout_us);
     for (auto& r : reactors_) r->request_exit();
     for (auto& r : reactors_) r->join();
     state_.store(State::kStopped, std::memory_order_release);  // every sender now gets kUnavailable
@@ -367,9 +369,7 @@ void Runtime::run_scheduler() {
     }
   }
   std::sort(busy.begin(), busy.end(), [](const Candidate& a, const Candidate& b) { return a.ratio > b.ratio; });
-  auto least_loaded = [&load]() {
-    return static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
-  };
+  auto least_loaded = [&load]() { return static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin()); };
   // Hysteresis: stay unless another reactor is lighter by this much (avoids ping-pong).
   constexpr double kMoveGain = 0.1;
   for (Candidate& c : busy) {

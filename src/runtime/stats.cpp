@@ -17,7 +17,7 @@ HistogramSummary HistogramSummary::of(const Histogram& histogram) {
 namespace {
 
 nlohmann::json summary_json(const HistogramSummary& s) {
-  return {{"count", s.count}, {"min", s.min},   {"max", s.max},  {"mean", s.mean},
+  return {{"count", s.count}, {"min", s.min}, {"max", s.max},   {"mean", s.mean},
           {"p50", s.p50},     {"p99", s.p99}, {"p99_9", s.p999}};
 }
 

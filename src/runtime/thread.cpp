@@ -17,12 +17,9 @@ thread_local Thread* tl_current_thread = nullptr;
 
 std::string_view to_string(ThreadState state) {
   switch (state) {
-    case ThreadState::kRunning:
-      return "running";
-    case ThreadState::kExiting:
-      return "exiting";
-    case ThreadState::kExited:
-      return "exited";
+    case ThreadState::kRunning: return "running";
+    case ThreadState::kExiting: return "exiting";
+    case ThreadState::kExited: return "exited";
   }
   return "unknown";
 }
@@ -73,7 +70,8 @@ Result<Poller*> Thread::register_poller(std::string name, PollerFn fn, std::uint
     return Status::error(StatusCode::kOutOfRange, "register_poller('{}'): thread '{}' already has {} pollers", name,
                          name_, kMaxPollersPerThread);
   }
-  pollers_.push_back(std::unique_ptr<Poller>(new Poller(std::move(name), std::move(fn), period_us, now_us_ + period_us)));
+  pollers_.push_back(
+      std::unique_ptr<Poller>(new Poller(std::move(name), std::move(fn), period_us, now_us_ + period_us)));
   poller_count_.store(poller_count() + 1, std::memory_order_relaxed);  // single writer
   return pollers_.back().get();
 }

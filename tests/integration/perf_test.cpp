@@ -43,8 +43,8 @@ PerfParams uring_params(const std::string& path, const std::string& size, Patter
 }
 
 TEST(Perf, EveryPatternVerifiesOnEmu) {
-  for (Pattern pattern : {Pattern::kRead, Pattern::kWrite, Pattern::kRandRead, Pattern::kRandWrite, Pattern::kRw,
-                          Pattern::kRandRw}) {
+  for (Pattern pattern :
+       {Pattern::kRead, Pattern::kWrite, Pattern::kRandRead, Pattern::kRandWrite, Pattern::kRw, Pattern::kRandRw}) {
     PerfParams p = emu_params();
     p.pattern = pattern;
     auto r = run_perf(p);
@@ -99,7 +99,8 @@ TEST(Perf, JsonHasEveryField) {
   auto j = report_to_json(*r);
   for (const char* key : {"params", "qpairs", "total", "verify_errors"}) EXPECT_TRUE(j.contains(key)) << key;
   for (const char* key : {"iops", "mib_per_sec", "latency_us"}) EXPECT_TRUE(j["total"].contains(key)) << key;
-  for (const char* key : {"avg", "min", "max", "p50", "p99", "p999"}) EXPECT_TRUE(j["total"]["latency_us"].contains(key)) << key;
+  for (const char* key : {"avg", "min", "max", "p50", "p99", "p999"})
+    EXPECT_TRUE(j["total"]["latency_us"].contains(key)) << key;
   EXPECT_GT(j["total"]["iops"].get<double>(), 0);
   EXPECT_EQ(j["qpairs"].size(), 1u);
   std::string table = format_report(*r);
@@ -140,7 +141,7 @@ TEST(Perf, IodepthLowRefillsOnlyAnEmptiedQueue) {
   PerfParams p = emu_params();
   p.pattern = Pattern::kRandRw;
   p.backend.emu_inline_engine = false;  // completions arrive one by one from the device thread
-  p.iodepth_low = 0;                     // wait until all 8 are back, then submit 8
+  p.iodepth_low = 0;                    // wait until all 8 are back, then submit 8
   auto r = run_perf(p);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   ASSERT_GT(r->total.refills, 0u);
@@ -152,9 +153,9 @@ TEST(Perf, IodepthLowRefillsOnlyAnEmptiedQueue) {
 
 TEST(Perf, OneCompletionPerPollRefillsOneSlotAtATime) {
   PerfParams p = emu_params();
-  p.verify = false;                      // every unit pick succeeds, so each refill is exact
-  p.backend.emu_inline_engine = false;   // completions arrive in bursts from the device thread
-  p.max_completions_per_poll = 1;        // -C 1
+  p.verify = false;                     // every unit pick succeeds, so each refill is exact
+  p.backend.emu_inline_engine = false;  // completions arrive in bursts from the device thread
+  p.max_completions_per_poll = 1;       // -C 1
   auto r = run_perf(p);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   ASSERT_GT(r->total.refills, 1u);

@@ -86,8 +86,8 @@ void run_scenario(const Scenario& sc) {
         if ((i & 1023) == 0 && give_up.load(std::memory_order_relaxed)) return;
         std::size_t t = (i + static_cast<std::uint64_t>(s)) % static_cast<std::size_t>(sc.targets);
         std::uint64_t n = seq[t]++;
-        Status st = send_msg(*targets[t], Stamped{&checks[t], static_cast<std::uint32_t>(s), n,
-                                                  n ^ 0x9e3779b97f4a7c15ull});
+        Status st =
+            send_msg(*targets[t], Stamped{&checks[t], static_cast<std::uint32_t>(s), n, n ^ 0x9e3779b97f4a7c15ull});
         if (!st.ok()) {
           send_errors.fetch_add(1);
           return;

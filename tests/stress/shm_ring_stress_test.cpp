@@ -138,7 +138,8 @@ TEST(ShmRingStress, ProducerKilledMidStreamLeavesAValidRingThatANewProducerConti
   auto again = attach_ring<Stamped>(f.shm.bytes().first(ring_region_bytes(kCap, sizeof(Stamped))), kCap);
   ASSERT_TRUE(again.ok()) << again.status().to_string();
   RingProducer<Stamped> successor(*again);
-  for (std::uint64_t i = 0; i < 100; ++i) ASSERT_TRUE(successor.try_push(Stamped{expected + i, (expected + i) * kGolden}));
+  for (std::uint64_t i = 0; i < 100; ++i)
+    ASSERT_TRUE(successor.try_push(Stamped{expected + i, (expected + i) * kGolden}));
   std::uint64_t before = expected;
   drain(before + 100);
   EXPECT_EQ(expected, before + 100);

@@ -67,9 +67,7 @@ TEST(SpscRingStress, FiftyMillionStampedElementsMixedSingleAndBulk) {
         break;
       }
       case 1: got = ring.pop_bulk(out); break;
-      default:
-        got = ring.consume([&, i = std::size_t{0}](Stamped& s) mutable { out[i++] = s; }, 37);
-        break;
+      default: got = ring.consume([&, i = std::size_t{0}](Stamped& s) mutable { out[i++] = s; }, 37); break;
     }
     for (std::size_t i = 0; i < got; ++i) {
       if (out[i].seq != expected + i || out[i].check != out[i].seq * kGolden) ++errors;
@@ -93,14 +91,18 @@ TEST(SpscRingStress, TinyRingForcesConstantFullAndEmpty) {
   SpscRing<std::uint64_t> ring(2);
   std::thread producer([&] {
     for (std::uint64_t i = 0; i < total;) {
-      if (ring.try_push(i)) ++i;
-      else cpu_relax();
+      if (ring.try_push(i))
+        ++i;
+      else
+        cpu_relax();
     }
   });
   std::uint64_t expected = 0, v = 0, errors = 0;
   while (expected < total) {
-    if (ring.try_pop(v)) errors += (v != expected++);
-    else cpu_relax();
+    if (ring.try_pop(v))
+      errors += (v != expected++);
+    else
+      cpu_relax();
   }
   producer.join();
   EXPECT_EQ(errors, 0u);

@@ -16,12 +16,13 @@ namespace nvmux::detail {
 [[noreturn]] void assert_fail(const char* file, int line, const char* condition, const std::string& message);
 }  // namespace nvmux::detail
 
-#define NVMUX_ASSERT(cond, ...)                                                             \
-  do {                                                                                      \
-    if (__builtin_expect(!(cond), 0)) {                                                     \
+#define NVMUX_ASSERT(cond, ...)                                                            \
+  do {                                                                                     \
+    if (__builtin_expect(!(cond), 0)) {                                                    \
       ::nvmux::detail::assert_fail(__FILE__, __LINE__, #cond, ::fmt::format(__VA_ARGS__)); \
-    }                                                                                       \
+    }                                                                                      \
   } while (0)
 
 // Marks a point the code must never reach (an unhandled enum value, say).
-#define NVMUX_UNREACHABLE(...) ::nvmux::detail::assert_fail(__FILE__, __LINE__, "unreachable", ::fmt::format(__VA_ARGS__))
+#define NVMUX_UNREACHABLE(...) \
+  ::nvmux::detail::assert_fail(__FILE__, __LINE__, "unreachable", ::fmt::format(__VA_ARGS__))

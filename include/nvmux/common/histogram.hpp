@@ -21,7 +21,7 @@ namespace nvmux {
 class Histogram {
  public:
   static constexpr unsigned kSubBucketBits = 5;
-  static constexpr std::uint64_t kSubBuckets = 1u << kSubBucketBits;          // 32
+  static constexpr std::uint64_t kSubBuckets = 1u << kSubBucketBits;                // 32
   static constexpr std::size_t kBuckets = (64 - kSubBucketBits + 1) * kSubBuckets;  // 1920
 
   Histogram() = default;

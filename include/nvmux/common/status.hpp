@@ -75,7 +75,7 @@ class [[nodiscard]] Status {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : value_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : value_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     NVMUX_ASSERT(!std::get<Status>(value_).ok(), "a Result built from a Status must carry an error");
   }
@@ -111,8 +111,8 @@ class [[nodiscard]] Result {
 }  // namespace nvmux
 
 // Returns early from the enclosing function when `expr` (a Status) is an error.
-#define NVMUX_RETURN_IF_ERROR(expr)          \
-  do {                                       \
-    ::nvmux::Status nvmux_status_ = (expr);  \
+#define NVMUX_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::nvmux::Status nvmux_status_ = (expr);        \
     if (!nvmux_status_.ok()) return nvmux_status_; \
   } while (0)

@@ -28,7 +28,7 @@ namespace nvmux::nvme {
 struct NamespaceArg {
   enum class Kind { kRam, kNull, kFile, kBdev };
   Kind kind = Kind::kRam;
-  std::string path;  // kFile, kBdev
+  std::string path;         // kFile, kBdev
   std::uint64_t bytes = 0;  // 0 = the existing file's or device's size
   std::uint32_t block_size = 4096;
   std::string text;  // as given, for messages

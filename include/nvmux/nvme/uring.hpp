@@ -40,20 +40,20 @@
 namespace nvmux::nvme {
 
 struct UringNamespace {
-  std::string path;                // a regular file (created at `bytes` when missing) or a block device
-  std::uint64_t bytes = 0;         // file size; 0 = the existing file's or device's size
+  std::string path;                 // a regular file (created at `bytes` when missing) or a block device
+  std::uint64_t bytes = 0;          // file size; 0 = the existing file's or device's size
   std::uint32_t block_size = 4096;  // 512 or 4096
 };
 
 struct UringOptions {
   std::string name = "uring0";
   std::vector<UringNamespace> namespaces;
-  bool direct = true;                               // O_DIRECT; false = page cache (warned)
-  bool sqpoll = false;                              // IORING_SETUP_SQPOLL: a kernel thread submits
-  bool register_buffers = true;                     // register the DMA arena as one fixed buffer
-  std::uint32_t max_queue_entries = 4096;           // per queue
+  bool direct = true;                      // O_DIRECT; false = page cache (warned)
+  bool sqpoll = false;                     // IORING_SETUP_SQPOLL: a kernel thread submits
+  bool register_buffers = true;            // register the DMA arena as one fixed buffer
+  std::uint32_t max_queue_entries = 4096;  // per queue
   std::uint16_t max_io_queues = 64;
-  std::uint32_t max_transfer_bytes = 1u << 20;      // 4 KiB x a power of two
+  std::uint32_t max_transfer_bytes = 1u << 20;  // 4 KiB x a power of two
   std::size_t dma_arena_bytes = std::size_t{64} << 20;
   // Directory for the temporary files that stand in for kRam namespaces in factory(); "" = /tmp.
   std::string scratch_dir;

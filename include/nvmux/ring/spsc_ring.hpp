@@ -96,8 +96,8 @@ enum class Peer { kTrusted, kUntrusted };
 // Capacity must be a power of two in [1, kMaxRingCapacity].
 inline Status validate_ring_capacity(std::uint64_t capacity) {
   if (capacity == 0 || capacity > kMaxRingCapacity || !std::has_single_bit(capacity)) {
-    return Status::error(StatusCode::kInvalidArgument,
-                         "ring capacity {} is not a power of two between 1 and {}", capacity, kMaxRingCapacity);
+    return Status::error(StatusCode::kInvalidArgument, "ring capacity {} is not a power of two between 1 and {}",
+                         capacity, kMaxRingCapacity);
   }
   return {};
 }
@@ -132,16 +132,14 @@ inline Status check_region(std::span<std::byte> region) {
 // 2^64 to cross the counters' wrap). Errors (kInvalidArgument): capacity not a power of two in
 // range, region misaligned or smaller than ring_region_bytes().
 template <class T>
-Result<RingRegion<T>> create_ring(std::span<std::byte> region, std::uint64_t capacity,
-                                  std::uint64_t start_index = 0) {
+Result<RingRegion<T>> create_ring(std::span<std::byte> region, std::uint64_t capacity, std::uint64_t start_index = 0) {
   static_assert(alignof(T) <= kCacheLineBytes, "ring elements may be at most cache-line aligned");
   NVMUX_RETURN_IF_ERROR(validate_ring_capacity(capacity));
   NVMUX_RETURN_IF_ERROR(detail::check_region(region));
   std::size_t need = ring_region_bytes(capacity, sizeof(T));
   if (region.size() < need) {
-    return Status::error(StatusCode::kInvalidArgument,
-                         "ring of {} x {}-byte elements needs {} bytes, region has {}", capacity, sizeof(T), need,
-                         region.size());
+    return Status::error(StatusCode::kInvalidArgument, "ring of {} x {}-byte elements needs {} bytes, region has {}",
+                         capacity, sizeof(T), need, region.size());
   }
   auto* state = new (region.data()) RingSharedState{};
   state->header.layout_version = kRingLayoutVersion;
@@ -181,8 +179,8 @@ Result<RingRegion<T>> attach_ring(std::span<std::byte> region, std::uint64_t exp
                          h.layout_version, kRingLayoutVersion);
   }
   if (h.elem_size != sizeof(T)) {
-    return Status::error(StatusCode::kCorruption, "ring element size is {} bytes, this side expects {}",
-                         h.elem_size, sizeof(T));
+    return Status::error(StatusCode::kCorruption, "ring element size is {} bytes, this side expects {}", h.elem_size,
+                         sizeof(T));
   }
   if (Status s = validate_ring_capacity(h.capacity); !s.ok()) {
     return Status(StatusCode::kCorruption, "ring header: " + s.message());
@@ -333,8 +331,7 @@ class RingConsumer : public detail::RingEndpoint<T> {
   explicit RingConsumer(RingRegion<T> region, Peer peer = Peer::kTrusted)
       : Base(region, peer),
         // The consumer owns head: its private copy is the truth.
-        head_(region.state->head.value.load(std::memory_order_relaxed)),
-        cached_tail_(head_) {}
+        head_(region.state->head.value.load(std::memory_order_relaxed)), cached_tail_(head_) {}
 
   // Moves the oldest element into `out`. False when the ring is empty (or failed).
   bool try_pop(T& out) {
@@ -417,7 +414,7 @@ class SpscRing {
     Status valid = validate_ring_capacity(capacity);
     NVMUX_ASSERT(valid.ok(), "SpscRing: {}", valid.message());
     bytes_ = ring_region_bytes(capacity, sizeof(T));
-    memory_ = static_cast<std::byte*>(::operator new(bytes_, std::align_val_t{kCacheLineBytes}));
+    memory_ = static_cast<std::byte*>(::operator new (bytes_, std::align_val_t{kCacheLineBytes}));
     auto region = create_ring<T>(std::span<std::byte>(memory_, bytes_), capacity, start_index);
     NVMUX_ASSERT(region.ok(), "SpscRing: {}", region.status().to_string());
     producer_ = RingProducer<T>(*region);
@@ -432,7 +429,7 @@ class SpscRing {
     if constexpr (!std::is_trivially_destructible_v<T>) {
       consumer_.consume([](T&) {}, static_cast<std::size_t>(capacity()));
     }
-    ::operator delete(memory_, std::align_val_t{kCacheLineBytes});
+    ::operator delete (memory_, std::align_val_t{kCacheLineBytes});
   }
 
   // Producer side.

@@ -42,8 +42,8 @@ namespace detail {
 struct Lane {
   Lane(Runtime* runtime_in, Thread* consumer_in, Thread* target_in, std::string sender_in, std::uint64_t id_in,
        std::uint64_t capacity, bool interrupt_mode_in)
-      : runtime(runtime_in), consumer(consumer_in), target(target_in), sender_name(std::move(sender_in)),
-        id(id_in), interrupt_mode(interrupt_mode_in), ring(capacity) {}
+      : runtime(runtime_in), consumer(consumer_in), target(target_in), sender_name(std::move(sender_in)), id(id_in),
+        interrupt_mode(interrupt_mode_in), ring(capacity) {}
   Lane(const Lane&) = delete;
   Lane& operator=(const Lane&) = delete;
   ~Lane();  // destroys (without running) anything left: only reached when both sides are gone
@@ -68,15 +68,15 @@ struct Lane {
 
   // Producer <-> consumer flags, on their own line.
   alignas(kCacheLineBytes) std::atomic<std::uint32_t> producer_waiting{0};  // futex word: 1 = sender blocked
-  std::atomic<bool> sender_gone{false};  // set by the sender after its last push
-  std::atomic<bool> closed{false};       // set by the runtime when it is destroyed
+  std::atomic<bool> sender_gone{false};                                     // set by the sender after its last push
+  std::atomic<bool> closed{false};                                          // set by the runtime when it is destroyed
 
   // Consumer-private counters (single writer, readable anywhere).
   alignas(kCacheLineBytes) std::atomic<std::uint64_t> executed{0};  // run (or forwarded) messages
   std::atomic<std::uint64_t> high_water{0};
   std::atomic<std::uint64_t> dropped{0};  // destroyed without running (target exited, stop)
-  bool retired = false;                    // consumer-private
-  bool moved_this_poll = false;            // consumer-private: this poll freed slots
+  bool retired = false;                   // consumer-private
+  bool moved_this_poll = false;           // consumer-private: this poll freed slots
   Histogram batch_sizes;
   Histogram latency_ns;
 

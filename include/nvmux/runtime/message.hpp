@@ -59,9 +59,7 @@ struct alignas(64) Message {
         (*fn)();
         fn->~Fn();
         return;
-      case MsgOp::kDrop:
-        fn->~Fn();
-        return;
+      case MsgOp::kDrop: fn->~Fn(); return;
       case MsgOp::kRelocate:
         ::new (static_cast<void*>(dst->capture)) Fn(std::move(*fn));
         fn->~Fn();
@@ -82,9 +80,10 @@ static_assert(std::is_trivially_destructible_v<Message>, "slots are destroyed th
 
 // Whether send_msg accepts a callable of type Fn (for tests and generic code).
 template <class Fn>
-inline constexpr bool kFitsInMessage = sizeof(Fn) <= kMaxMsgCaptureBytes && alignof(Fn) <= kMaxMsgCaptureAlignBytes &&
-                                       std::is_invocable_v<Fn&> && std::is_nothrow_move_constructible_v<Fn> &&
-                                       std::is_nothrow_destructible_v<Fn>;
+inline constexpr bool kFitsInMessage =
+    sizeof(Fn) <= kMaxMsgCaptureBytes &&
+    alignof(Fn) <= kMaxMsgCaptureAlignBytes&& std::is_invocable_v<Fn&>&& std::is_nothrow_move_constructible_v<
+                       Fn>&& std::is_nothrow_destructible_v<Fn>;
 
 // Compile-time checks on a message callable, each with a message that says what to do.
 template <class Fn>
@@ -92,8 +91,7 @@ constexpr void check_message_callable() {
   static_assert(sizeof(Fn) <= kMaxMsgCaptureBytes,
                 "send_msg: the callable's captures exceed kMaxMsgCaptureBytes (48 bytes); capture a pointer "
                 "to bigger state instead");
-  static_assert(alignof(Fn) <= kMaxMsgCaptureAlignBytes,
-                "send_msg: the callable needs more than 16-byte alignment");
+  static_assert(alignof(Fn) <= kMaxMsgCaptureAlignBytes, "send_msg: the callable needs more than 16-byte alignment");
   static_assert(std::is_invocable_v<Fn&>, "send_msg: the callable must be invocable with no arguments");
   static_assert(std::is_nothrow_move_constructible_v<Fn>,
                 "send_msg: the callable must be nothrow-move-constructible (the dispatcher relocates it)");

@@ -69,9 +69,9 @@ struct RuntimeOptions {
   // sched_yield() before each further poll, so threads sharing its core (a sender, the
   // dispatcher, another process) run instead of the spin. 0: never yield (a core of its own).
   std::uint64_t idle_yield_after_polls = 64;
-  std::size_t lane_capacity = 1024;           // slots, power of two in [2, kMaxLaneCapacity]
-  std::size_t drain_batch = 32;               // per lane per poll, in [1, kMaxDrainBatch]
-  bool pin_reactors = true;                   // false: reactors run unpinned (shared CI machines)
+  std::size_t lane_capacity = 1024;  // slots, power of two in [2, kMaxLaneCapacity]
+  std::size_t drain_batch = 32;      // per lane per poll, in [1, kMaxDrainBatch]
+  bool pin_reactors = true;          // false: reactors run unpinned (shared CI machines)
   // kDynamic: how often the scheduler looks at busy ratios, and the ratio that makes a thread busy.
   std::uint64_t scheduler_period_us = 10'000;
   double busy_threshold = 0.2;
@@ -146,7 +146,7 @@ class Runtime {
 
   RuntimeOptions options_;
   std::atomic<State> state_{State::kCreated};
-  std::mutex lifecycle_mutex_;  // start/stop
+  std::mutex lifecycle_mutex_;                              // start/stop
   std::vector<std::unique_ptr<detail::Reactor>> reactors_;  // workers, then the dispatcher's
   Thread* dispatcher_ = nullptr;
 

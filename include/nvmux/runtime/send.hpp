@@ -65,8 +65,7 @@ Status send_impl(Thread& target, F&& fn) {
     if (tsc == 0) tsc = 1;  // 0 means "not sampled"
   }
   bool pushed = producer.try_emplace(std::in_place_type<Fn>, tsc, std::forward<F>(fn));
-  NVMUX_ASSERT(pushed, "lane {} from {}: no free slot right after the ring reported one", lane->id,
-               lane->sender_name);
+  NVMUX_ASSERT(pushed, "lane {} from {}: no free slot right after the ring reported one", lane->id, lane->sender_name);
   ++lane->sent_private;
   lane->sent.store(lane->sent_private, std::memory_order_relaxed);  // single writer: a counter for stats
   if (lane->interrupt_mode) wake_consumer(*lane);

@@ -34,10 +34,10 @@ struct ReactorStats {
   std::uint64_t busy_ns = 0;
   std::uint64_t idle_ns = 0;
   std::uint64_t iterations = 0;
-  std::uint64_t sleeps = 0;         // times it went to sleep (interrupt mode)
-  std::uint64_t wakeups = 0;        // sleeps ended by a sender's wake-up (others ended by a timer)
-  std::uint64_t yields = 0;         // sched_yield calls while idle (polling mode)
-  bool asleep = false;              // sleeping at the time of the snapshot
+  std::uint64_t sleeps = 0;          // times it went to sleep (interrupt mode)
+  std::uint64_t wakeups = 0;         // sleeps ended by a sender's wake-up (others ended by a timer)
+  std::uint64_t yields = 0;          // sched_yield calls while idle (polling mode)
+  bool asleep = false;               // sleeping at the time of the snapshot
   std::vector<std::string> threads;  // names of the threads it runs now
 };
 
@@ -53,7 +53,7 @@ struct ThreadStats {
   std::uint64_t messages = 0;   // messages run on this thread
   std::uint64_t forwarded = 0;  // messages relayed to other threads (the dispatcher)
   std::uint64_t pollers = 0;
-  std::uint64_t moves = 0;      // times a scheduler or move_thread moved it
+  std::uint64_t moves = 0;  // times a scheduler or move_thread moved it
 };
 
 struct LaneStats {

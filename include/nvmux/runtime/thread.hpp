@@ -46,7 +46,7 @@ std::string_view to_string(ThreadState state);
 
 // Limits.
 inline constexpr std::size_t kMaxPollersPerThread = 256;
-inline constexpr std::size_t kMaxLanesPerThread = 4096;  // senders per consumer thread
+inline constexpr std::size_t kMaxLanesPerThread = 4096;                // senders per consumer thread
 inline constexpr std::uint64_t kMaxPollerPeriodUs = 3'600'000'000ull;  // one hour
 
 // A poller: an active one runs on every poll of its thread, a timed one when its period (µs) has
@@ -112,8 +112,7 @@ class alignas(kCacheLineBytes) Thread {
   friend struct detail::SenderContext;
   friend struct detail::LaneAccess;
 
-  Thread(Runtime* runtime, std::string name, std::uint64_t serial, std::optional<int> bound_core,
-         bool is_dispatcher);
+  Thread(Runtime* runtime, std::string name, std::uint64_t serial, std::optional<int> bound_core, bool is_dispatcher);
 
   // Runs one iteration on the calling OS thread: drains lanes (batched, round-robin), runs due
   // pollers, advances exit. Returns true when it did any work. Caller: the owning reactor, or

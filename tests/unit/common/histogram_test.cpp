@@ -31,7 +31,8 @@ TEST(Histogram, SmallValuesAreExact) {
 
 TEST(Histogram, BucketsAreMonotonicAndCoverEveryValue) {
   std::size_t prev = 0;
-  for (std::uint64_t v : std::initializer_list<std::uint64_t>{0, 1, 63, 64, 65, 127, 128, 1000, 1ull << 40, UINT64_MAX}) {
+  for (std::uint64_t v :
+       std::initializer_list<std::uint64_t>{0, 1, 63, 64, 65, 127, 128, 1000, 1ull << 40, UINT64_MAX}) {
     std::size_t b = Histogram::bucket_of(v);
     EXPECT_LT(b, Histogram::kBuckets);
     EXPECT_GE(b, prev);

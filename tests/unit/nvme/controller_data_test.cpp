@@ -351,15 +351,15 @@ ControllerFactory uring_bdev_factory(UringOptions base) {
   };
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, ControllerData,
-                         ::testing::Values(Backend{"emu_thread", EmuController::factory(emu_base(EmuEngine::kThread))},
-                                           Backend{"emu_inline", EmuController::factory(emu_base(EmuEngine::kInline))},
-                                           Backend{"uring", UringController::factory(uring_base(true)), false},
-                                           Backend{"uring_buffered", UringController::factory(uring_base(false)),
-                                                   false},
-                                           Backend{"uring_bdev", uring_bdev_factory(uring_base(true)), false,
-                                                   [] { return nvmux::test::LoopDevice::unavailable(uring_base(true).scratch_dir); }}),
-                         [](const ::testing::TestParamInfo<Backend>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(
+    Backends, ControllerData,
+    ::testing::Values(Backend{"emu_thread", EmuController::factory(emu_base(EmuEngine::kThread))},
+                      Backend{"emu_inline", EmuController::factory(emu_base(EmuEngine::kInline))},
+                      Backend{"uring", UringController::factory(uring_base(true)), false},
+                      Backend{"uring_buffered", UringController::factory(uring_base(false)), false},
+                      Backend{"uring_bdev", uring_bdev_factory(uring_base(true)), false,
+                              [] { return nvmux::test::LoopDevice::unavailable(uring_base(true).scratch_dir); }}),
+    [](const ::testing::TestParamInfo<Backend>& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace nvmux::nvme

@@ -252,7 +252,8 @@ TEST(Reactor, InterruptModeSleepsAndEverySendWakesIt) {
     ASSERT_TRUE(wait_for([&] {
       auto s = rt->stats();
       return s.reactors[0].asleep && s.reactors[1].asleep;
-    })) << "round " << round;
+    })) << "round "
+        << round;
     ASSERT_TRUE(send_msg(*a, [&ran] { ran.fetch_add(1); }).ok());
     ASSERT_TRUE(send_msg(*b, [&ran] { ran.fetch_add(1); }).ok());
     ASSERT_TRUE(wait_for([&] { return ran.load() == 2 * (round + 1); }, std::chrono::seconds(10)))
@@ -271,10 +272,14 @@ TEST(Reactor, TimedPollerWakesASleepingReactor) {
   Thread* t = rt->create_thread("t").value();
   std::atomic<int> runs{0};
   ASSERT_TRUE(send_msg(*t, [&] {
-                ASSERT_TRUE(t->register_poller("tick", [&runs] {
-                               runs.fetch_add(1);
-                               return PollerResult::kIdle;
-                             }, 2000).ok());
+                ASSERT_TRUE(t->register_poller(
+                                 "tick",
+                                 [&runs] {
+                                   runs.fetch_add(1);
+                                   return PollerResult::kIdle;
+                                 },
+                                 2000)
+                                .ok());
               }).ok());
   ASSERT_TRUE(rt->start().ok());
   EXPECT_TRUE(wait_for([&] { return runs.load() >= 5; }));
@@ -293,9 +298,8 @@ TEST(Reactor, DynamicSchedulerSpreadsBusyThreadsAndGathersIdleOnes) {
   Thread* busy2 = rt->create_thread("busy2").value();
   Thread* idle2 = rt->create_thread("idle2").value();
   for (Thread* t : {busy1, busy2}) {
-    ASSERT_TRUE(send_msg(*t, [t] {
-                  ASSERT_TRUE(t->register_poller("spin", [] { return PollerResult::kBusy; }).ok());
-                }).ok());
+    ASSERT_TRUE(
+        send_msg(*t, [t] { ASSERT_TRUE(t->register_poller("spin", [] { return PollerResult::kBusy; }).ok()); }).ok());
   }
   ASSERT_EQ(busy1->reactor_index(), busy2->reactor_index());
   ASSERT_TRUE(rt->start().ok());

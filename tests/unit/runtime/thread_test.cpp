@@ -88,18 +88,24 @@ TEST(ThreadDeterministic, ActiveAndTimedPollersRunOnTime) {
   int active = 0;
   int timed = 0;
   Poller* timer = nullptr;
-  m.run_message(t, [&] {
-    ASSERT_TRUE(t->register_poller("active", [&] {
-                  ++active;
-                  return PollerResult::kIdle;
-                }).ok());
-    auto p = t->register_poller("timed", [&] {
-      ++timed;
-      return PollerResult::kBusy;
-    }, 100);
-    ASSERT_TRUE(p.ok()) << p.status().to_string();
-    timer = *p;
-  }, 1000);
+  m.run_message(
+      t,
+      [&] {
+        ASSERT_TRUE(t->register_poller("active", [&] {
+                       ++active;
+                       return PollerResult::kIdle;
+                     }).ok());
+        auto p = t->register_poller(
+            "timed",
+            [&] {
+              ++timed;
+              return PollerResult::kBusy;
+            },
+            100);
+        ASSERT_TRUE(p.ok()) << p.status().to_string();
+        timer = *p;
+      },
+      1000);
   EXPECT_EQ(t->poller_count(), 2u);
   EXPECT_EQ(active, 1) << "registered during the poll: runs in that same poll";
   EXPECT_EQ(timed, 0);
@@ -115,11 +121,13 @@ TEST(ThreadDeterministic, ActiveAndTimedPollersRunOnTime) {
   EXPECT_TRUE(m.poll(t, 1650));
   EXPECT_EQ(timed, 3);
   EXPECT_FALSE(m.poll(t, 1700));
-  m.run_message(t, [&] { ASSERT_TRUE(t->pause_poller(timer).ok()); }, 1750);
+  m.run_message(
+      t, [&] { ASSERT_TRUE(t->pause_poller(timer).ok()); }, 1750);
   EXPECT_FALSE(m.poll(t, 1800));
   EXPECT_FALSE(m.poll(t, 5000));
   EXPECT_EQ(timed, 3) << "paused";
-  m.run_message(t, [&] { ASSERT_TRUE(t->resume_poller(timer).ok()); }, 5010);
+  m.run_message(
+      t, [&] { ASSERT_TRUE(t->resume_poller(timer).ok()); }, 5010);
   EXPECT_FALSE(m.poll(t, 5100));
   EXPECT_TRUE(m.poll(t, 5110));
   EXPECT_EQ(timed, 4);
@@ -133,11 +141,11 @@ TEST(ThreadDeterministic, PollerUnregistersItselfAfterThreeRuns) {
   Poller* self = nullptr;  // outlives the registering message: the poller reads it later
   m.run_message(t, [&] {
     self = t->register_poller("three", [&runs, &self, t] {
-               if (++runs == 3) {
-                 EXPECT_TRUE(t->unregister_poller(self).ok());
-               }
-               return PollerResult::kBusy;
-             }).value();
+              if (++runs == 3) {
+                EXPECT_TRUE(t->unregister_poller(self).ok());
+              }
+              return PollerResult::kBusy;
+            }).value();
   });
   for (int i = 0; i < 10; ++i) m.poll(t);
   EXPECT_EQ(runs, 3);
@@ -172,9 +180,9 @@ TEST(ThreadDeterministic, ExitDrainsQueuedMessagesThenRefusesNewOnes) {
   int poller_runs = 0;
   m.run_message(t, [&] {
     ASSERT_TRUE(t->register_poller("p", [&] {
-                  ++poller_runs;
-                  return PollerResult::kIdle;
-                }).ok());
+                   ++poller_runs;
+                   return PollerResult::kIdle;
+                 }).ok());
     ASSERT_TRUE(send_msg(*peer, [] {}).ok());  // t now owns a lane to peer
   });
   EXPECT_EQ(poller_runs, 1);
