@@ -5,6 +5,11 @@
 //
 // Threading: the object is owner-thread-only; the mapped bytes are shared and each structure placed
 // in them states its own contract. Move-only; the destructor unmaps and closes.
+//
+// Size seals: a process that can ftruncate a file another process maps can make that process take
+// SIGBUS on its next access. So create() makes every memfd with MFD_ALLOW_SEALING and seals it
+// against shrink and grow (and against further seals) before it is ever handed out, and map()
+// refuses any fd that does not carry the shrink and grow seals.
 
 #include <cstddef>
 #include <span>
@@ -16,12 +21,18 @@ namespace nvmux {
 
 class SharedMemory {
  public:
-  // A new memfd of `bytes` bytes (rounded up to the page size), zero-filled, mapped read-write.
-  // Errors: kInvalidArgument (bytes == 0), kInternal (memfd_create/ftruncate/mmap failed).
+  // A new memfd of `bytes` bytes (rounded up to the page size), zero-filled, mapped read-write,
+  // sealed with kRequiredSeals | F_SEAL_SEAL. Errors: kInvalidArgument (bytes == 0), otherwise
+  // Status::from_errno of the failed memfd_create/ftruncate/fcntl/mmap.
   static Result<SharedMemory> create(const std::string& name, std::size_t bytes);
-  // Maps an existing memfd (duplicates the fd; the caller keeps its own). `bytes` must not exceed
-  // the file's size. Errors: kInvalidArgument (bytes == 0 or larger than the file), kInternal.
+  // Maps a memfd another process created (duplicates the fd; the caller keeps its own). `bytes`
+  // must not exceed the file's size. Errors: kInvalidArgument (bytes == 0, or larger than the
+  // file), kPermissionDenied (the file lacks F_SEAL_SHRINK or F_SEAL_GROW, or cannot be sealed at
+  // all), otherwise Status::from_errno of the failed fstat/fcntl/mmap.
   static Result<SharedMemory> map(int fd, std::size_t bytes);
+
+  // The seals map() requires: the size of a mapped file can never change.
+  static constexpr int kRequiredSeals = 0x0002 /*F_SEAL_SHRINK*/ | 0x0004 /*F_SEAL_GROW*/;
 
   SharedMemory() = default;
   SharedMemory(SharedMemory&& other) noexcept;
