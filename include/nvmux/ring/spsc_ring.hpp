@@ -153,8 +153,10 @@ Result<RingRegion<T>> create_ring(std::span<std::byte> region, std::uint64_t cap
   return RingRegion<T>{state, region.data() + kRingSlotsOffset, capacity};
 }
 
-// Validates a ring another process laid out in `region` and returns a view of it. Only trivially
-// copyable element types may cross a process boundary. `expected_capacity` 0 accepts any valid
+// Validates a ring another process laid out in `region` and returns a view of it. The header is
+// copied once into private memory, checked there, and never read again: a peer that rewrites it
+// after attach changes nothing on this side. Only trivially copyable element types may cross a
+// process boundary. `expected_capacity` 0 accepts any valid
 // capacity. Errors, each with its own message:
 //   kInvalidArgument  region misaligned, or smaller than the header
 //   kCorruption       wrong magic, wrong layout version, wrong element size, capacity invalid or
@@ -169,10 +171,14 @@ Result<RingRegion<T>> attach_ring(std::span<std::byte> region, std::uint64_t exp
                          region.size(), kRingSlotsOffset);
   }
   auto* state = reinterpret_cast<RingSharedState*>(region.data());
-  const RingHeader& h = state->header;
-  std::uint64_t magic = std::atomic_ref<const std::uint64_t>(h.magic).load(std::memory_order_acquire);
-  if (magic != kRingMagic) {
-    return Status::error(StatusCode::kCorruption, "ring header magic is {:#x}, expected {:#x}", magic, kRingMagic);
+  // Acquire the magic (create_ring releases it last), then copy the whole header into private
+  // memory and check and use only the copy: the peer may rewrite the shared header at any time.
+  std::uint64_t magic = std::atomic_ref<const std::uint64_t>(state->header.magic).load(std::memory_order_acquire);
+  RingHeader h;
+  std::memcpy(static_cast<void*>(&h), static_cast<const void*>(&state->header), sizeof(h));
+  if (magic != kRingMagic || h.magic != kRingMagic) {
+    return Status::error(StatusCode::kCorruption, "ring header magic is {:#x}, expected {:#x}",
+                         magic != kRingMagic ? magic : h.magic, kRingMagic);
   }
   if (h.layout_version != kRingLayoutVersion) {
     return Status::error(StatusCode::kCorruption, "ring layout version is {}, this build reads version {}",
@@ -337,8 +343,12 @@ class RingConsumer : public detail::RingEndpoint<T> {
   bool try_pop(T& out) {
     if (cached_tail_ == head_ && available_after_refresh() == 0) return false;
     T* s = this->slot(head_);
-    out = std::move(*s);
-    std::destroy_at(s);
+    if constexpr (std::is_trivially_copyable_v<T>) {
+      std::memcpy(static_cast<void*>(&out), static_cast<const void*>(s), sizeof(T));  // one read of the slot
+    } else {
+      out = std::move(*s);
+      std::destroy_at(s);
+    }
     ++head_;
     this->state_->head.value.store(head_, std::memory_order_release);  // done reading before the slot is reused
     return true;
@@ -351,8 +361,11 @@ class RingConsumer : public detail::RingEndpoint<T> {
     return i;
   }
 
-  // Calls visit(T&) on up to `max` elements in place, oldest first, then frees them all with one
-  // index store. Returns how many were visited. `visit` must not call back into this consumer.
+  // Calls visit(T&) on up to `max` elements, oldest first, then frees them all with one index
+  // store. Returns how many were visited. `visit` must not call back into this consumer.
+  // A trusted producer's elements are visited in place. An untrusted producer's are first copied
+  // into private memory and visit() gets the copy: the producer may rewrite a slot at any moment,
+  // so a value checked must be the value used.
   template <class F>
   std::size_t consume(F&& visit, std::size_t max) {
     std::uint64_t avail = cached_tail_ - head_;
@@ -360,6 +373,14 @@ class RingConsumer : public detail::RingEndpoint<T> {
     std::size_t n = avail < max ? static_cast<std::size_t>(avail) : max;
     for (std::size_t i = 0; i < n; ++i) {
       T* s = this->slot(head_ + i);
+      if constexpr (std::is_trivially_copyable_v<T>) {
+        if (this->untrusted_) {
+          alignas(T) std::byte copy[sizeof(T)];  // private; memcpy gives the T its lifetime
+          std::memcpy(copy, static_cast<const void*>(s), sizeof(T));
+          visit(*std::launder(reinterpret_cast<T*>(copy)));
+          continue;
+        }
+      }
       visit(*s);
       std::destroy_at(s);
     }

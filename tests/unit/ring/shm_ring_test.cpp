@@ -164,6 +164,60 @@ TEST_F(ShmRingTest, UntrustedProducerDetectsAHeadGoingBackwards) {
   EXPECT_TRUE(producer.failed());
 }
 
+TEST_F(ShmRingTest, AnUntrustedConsumerVisitsACopyTheProducerCannotChange) {
+  RingProducer<Desc> producer(region_);
+  RingConsumer<Desc> consumer(region_, Peer::kUntrusted);
+  ASSERT_TRUE(producer.try_push(Desc{7, 1, 0}));
+  std::size_t visited = consumer.consume(
+      [this](Desc& d) {
+        EXPECT_EQ(d.op, 1u);  // checked...
+        // ...then the producer rewrites the published slot behind the consumer's back...
+        auto* slot = reinterpret_cast<Desc*>(region_.slots);
+        slot->op = 666;
+        slot->seq = 666;
+        // ...and the value being used is still the value that was checked.
+        EXPECT_EQ(d.op, 1u);
+        EXPECT_EQ(d.seq, 7u);
+        EXPECT_NE(static_cast<void*>(&d), static_cast<void*>(slot));
+      },
+      1);
+  EXPECT_EQ(visited, 1u);
+}
+
+TEST_F(ShmRingTest, ATrustedConsumerVisitsInPlace) {
+  RingProducer<Desc> producer(region_);
+  RingConsumer<Desc> consumer(region_, Peer::kTrusted);
+  ASSERT_TRUE(producer.try_push(Desc{7, 1, 0}));
+  const void* seen = nullptr;
+  consumer.consume([&seen](Desc& d) { seen = &d; }, 1);
+  EXPECT_EQ(seen, static_cast<const void*>(region_.slots));
+}
+
+TEST_F(ShmRingTest, AHeaderRewrittenAfterAttachChangesNothing) {
+  auto attached = attach_ring<Desc>(shm_.bytes(), kCap);
+  ASSERT_TRUE(attached.ok());
+  // The peer rewrites every header field after the attach was checked.
+  header().capacity = std::uint64_t{1} << 40;
+  header().elem_size = 4096;
+  header().slots_offset = 1 << 30;
+  header().magic = 0;
+  EXPECT_EQ(attached->capacity, kCap);
+  EXPECT_EQ(attached->slots, shm_.data() + kRingSlotsOffset);
+  RingProducer<Desc> producer(region_);
+  RingConsumer<Desc> consumer(*attached, Peer::kUntrusted);
+  // The attached side keeps working within the capacity it checked: full at exactly kCap.
+  std::uint64_t pushed = 0;
+  while (producer.try_push(Desc{pushed, 0, 0})) ++pushed;
+  EXPECT_EQ(pushed, kCap);
+  EXPECT_EQ(consumer.refresh_available(), kCap);
+  for (std::uint64_t i = 0; i < kCap; ++i) {
+    Desc d{};
+    ASSERT_TRUE(consumer.try_pop(d));
+    EXPECT_EQ(d.seq, i);
+  }
+  EXPECT_FALSE(consumer.failed());
+}
+
 TEST_F(ShmRingTest, TrustedEndpointCrashesOnAnImpossibleIndex) {
   RingConsumer<Desc> consumer(region_, Peer::kTrusted);
   region_.state->tail.value.store(kCap * 3);
