@@ -7,7 +7,7 @@ nvmux_gtest(nvme_unit_test
 # The backend-neutral data-integrity and error suite (ControllerFactory-parameterised). Its
 # emu_thread instance runs the device on its own thread, so it also runs under TSan.
 nvmux_gtest(nvme_data_test
-  SOURCES unit/nvme/controller_data_test.cpp
+  SOURCES unit/nvme/controller_data_test.cpp unit/nvme/dma_foreign_test.cpp
   DEPS nvmux_nvme LABELS "unit;concurrency")
 
 # Real threads: four owners at once, and two threads sharing one qpair (the spdk#3557 misuse).

@@ -91,6 +91,70 @@ Result<DmaBuffer> DmaArena::alloc(std::size_t bytes, std::size_t align) {
                        in_use_);
 }
 
+ForeignRegion& ForeignRegion::operator=(ForeignRegion&& other) noexcept {
+  if (this != &other) {
+    reset();
+    arena_ = std::move(other.arena_);
+    slot_ = std::exchange(other.slot_, 0);
+    data_ = std::exchange(other.data_, nullptr);
+    iova_ = std::exchange(other.iova_, 0);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+void ForeignRegion::reset() {
+  if (arena_) {
+    arena_->unmap_foreign(slot_);
+    arena_.reset();
+  }
+  data_ = nullptr;
+  iova_ = 0;
+  size_ = 0;
+}
+
+std::size_t DmaArena::foreign_regions_in_use() const {
+  std::lock_guard lock(mutex_);
+  return foreign_in_use_;
+}
+
+Result<ForeignRegion> DmaArena::map_foreign(std::span<std::byte> memory) {
+  if (memory.empty()) return Status::error(StatusCode::kInvalidArgument, "foreign DMA region of 0 bytes");
+  if (reinterpret_cast<std::uintptr_t>(memory.data()) % kArenaPageBytes != 0) {
+    return Status::error(StatusCode::kInvalidArgument, "foreign DMA region at {} is not page aligned",
+                         static_cast<const void*>(memory.data()));
+  }
+  if (memory.size() > kForeignRegionSpanBytes) {
+    return Status::error(StatusCode::kInvalidArgument, "foreign DMA region of {} bytes is above the {}-byte limit",
+                         memory.size(), kForeignRegionSpanBytes);
+  }
+  std::lock_guard lock(mutex_);
+  for (std::size_t i = 0; i < kMaxForeignRegions; ++i) {
+    ForeignSlot& slot = foreign_[i];
+    if (slot.bytes.load(std::memory_order_relaxed) != 0) continue;
+    slot.host.store(memory.data(), std::memory_order_relaxed);
+    slot.bytes.store(memory.size(), std::memory_order_release);  // host before the size that opens it
+    ++foreign_in_use_;
+    ForeignRegion region;
+    region.arena_ = shared_from_this();
+    region.slot_ = i;
+    region.data_ = memory.data();
+    region.iova_ = kForeignIovaBase + i * kForeignRegionSpanBytes;
+    region.size_ = memory.size();
+    return region;
+  }
+  return Status::error(StatusCode::kUnavailable, "all {} foreign DMA region slots are in use", kMaxForeignRegions);
+}
+
+void DmaArena::unmap_foreign(std::size_t slot) {
+  std::lock_guard lock(mutex_);
+  NVMUX_ASSERT(slot < kMaxForeignRegions && foreign_[slot].bytes.load(std::memory_order_relaxed) != 0,
+               "unmapping foreign DMA region slot {} that is not mapped", slot);
+  foreign_[slot].bytes.store(0, std::memory_order_release);  // closes the range before the slot is reused
+  foreign_[slot].host.store(nullptr, std::memory_order_relaxed);
+  --foreign_in_use_;
+}
+
 void DmaArena::release(std::size_t offset, std::size_t bytes) {
   std::lock_guard lock(mutex_);
   NVMUX_ASSERT(in_use_ >= bytes, "DMA arena releases {} bytes with only {} in use", bytes, in_use_);

@@ -262,6 +262,12 @@ EmuDeviceStats EmuController::device_stats() const { return device_->stats(); }
 
 Result<DmaBuffer> EmuController::dma_alloc(std::size_t bytes, std::size_t align) { return arena_->alloc(bytes, align); }
 
+// The device engine reaches memory only through the arena's translate(), which resolves foreign
+// regions too: the engine copies straight between the namespace and the caller's memory.
+Result<ForeignRegion> EmuController::register_memory(std::span<std::byte> memory) {
+  return arena_->map_foreign(memory);
+}
+
 Result<CompletionEntry> EmuController::admin_command(const SubmissionEntry& command, IoVec data) {
   struct Waiter {
     bool done = false;

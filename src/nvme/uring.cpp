@@ -378,7 +378,8 @@ class UringController::Transport final : public QueueTransport {
         }
         io_uring_prep_write(sqe, fd, s.bounce, static_cast<unsigned>(bytes), offset);
       }
-    } else if (s.iov.size() == 1 && fixed_buffers_) {
+    } else if (s.iov.size() == 1 && fixed_buffers_ &&
+               ctrl_->arena_->owns(static_cast<std::byte*>(s.iov[0].iov_base), s.iov[0].iov_len)) {
       bump(counters_.fixed_rw);
       if (read) {
         io_uring_prep_read_fixed(sqe, fd, s.iov[0].iov_base, static_cast<unsigned>(bytes), offset, 0);
@@ -711,6 +712,12 @@ UringStats UringController::stats() const {
   UringStats total = closed_stats_;
   for (const Transport* t : live_) total += t->counters().snapshot();
   return total;
+}
+
+// PRPs into a foreign region translate to its host memory, and the kernel reads or writes it
+// directly (vectored I/O; only the arena itself is a registered buffer).
+Result<ForeignRegion> UringController::register_memory(std::span<std::byte> memory) {
+  return arena_->map_foreign(memory);
 }
 
 Result<DmaBuffer> UringController::dma_alloc(std::size_t bytes, std::size_t align) {

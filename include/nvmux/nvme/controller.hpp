@@ -1,6 +1,6 @@
 #pragma once
-// Controller: the backend-neutral face of an NVMe controller. Backends (emu today; uring and vfio
-// later) implement it; everything above the nvme layer and the shared test suite use only this.
+// Controller: the backend-neutral face of an NVMe controller. Backends (emu, uring; vfio later)
+// implement it; everything above the nvme layer and the shared test suite use only this.
 //
 // Threading: a Controller is thread-safe. create_io_qpair, dma_alloc and admin_command may be
 // called from any thread (they serialise on the controller's own locks, and admin_command blocks
@@ -73,6 +73,11 @@ class Controller {
   virtual Result<std::unique_ptr<QueuePair>> create_io_qpair(const QueuePairOptions& options) = 0;
   // Memory the device can reach; the only valid target for I/O buffers.
   virtual Result<DmaBuffer> dma_alloc(std::size_t bytes, std::size_t align = kPageBytes) = 0;
+  // Makes memory the controller did not allocate (page aligned; a client's shared arena) a valid
+  // I/O target until the handle is destroyed: commands naming region.slice() move data straight
+  // to and from it. Destroy the handle only when no command naming it is outstanding.
+  // Errors: see DmaArena::map_foreign.
+  virtual Result<ForeignRegion> register_memory(std::span<std::byte> memory) = 0;
   // Runs one admin command to completion (cid and PRPs are filled in); see the error list above.
   virtual Result<CompletionEntry> admin_command(const SubmissionEntry& command, IoVec data) = 0;
 };

@@ -14,7 +14,15 @@
 //
 // Errors: alloc() returns kInvalidArgument (size 0, alignment not a power of two or above the page)
 // or kUnavailable (arena exhausted or too fragmented, with the sizes in the message).
+//
+// Foreign regions: memory the arena did not allocate (a client's shared-memory arena mapped by
+// nvmuxd) can be made device-reachable with map_foreign(). It gets an IOVA range of its own, far
+// above the arena's, and translate() resolves it like arena memory, so the device moves data
+// straight into that memory (zero copy). The region stays reachable until its ForeignRegion handle
+// is destroyed; the caller must not destroy it while commands that name it are outstanding.
 
+#include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -33,6 +41,38 @@ struct IoVec {
 };
 
 class DmaArena;
+
+// A foreign memory region made device-reachable by DmaArena::map_foreign. Move-only; destroying it
+// (or reset()) makes the range unreachable again. Owned by one thread at a time.
+class ForeignRegion {
+ public:
+  ForeignRegion() = default;
+  ForeignRegion(ForeignRegion&& other) noexcept { *this = std::move(other); }
+  ForeignRegion& operator=(ForeignRegion&& other) noexcept;
+  ForeignRegion(const ForeignRegion&) = delete;
+  ForeignRegion& operator=(const ForeignRegion&) = delete;
+  ~ForeignRegion() { reset(); }
+
+  std::byte* data() const { return data_; }
+  std::uint64_t iova() const { return iova_; }
+  std::size_t size() const { return size_; }
+  bool valid() const { return data_ != nullptr; }
+  // The device view of [offset, offset + len); asserts the range lies inside the region.
+  IoVec slice(std::size_t offset, std::size_t len) const {
+    NVMUX_ASSERT(offset <= size_ && len <= size_ - offset && len <= UINT32_MAX,
+                 "ForeignRegion slice [{}, +{}) outside a {}-byte region", offset, len, size_);
+    return IoVec{iova_ + offset, static_cast<std::uint32_t>(len)};
+  }
+  void reset();
+
+ private:
+  friend class DmaArena;
+  std::shared_ptr<DmaArena> arena_;
+  std::size_t slot_ = 0;
+  std::byte* data_ = nullptr;
+  std::uint64_t iova_ = 0;
+  std::size_t size_ = 0;
+};
 
 class DmaBuffer {
  public:
@@ -72,6 +112,11 @@ class DmaArena : public std::enable_shared_from_this<DmaArena> {
   // Default IOVA base: far from typical user-space pointers and not page zero.
   static constexpr std::uint64_t kDefaultIovaBase = 0x0000'4000'0000'0000ull;
   static constexpr std::size_t kAllocGranuleBytes = 64;
+  // Foreign regions: at most kMaxForeignRegions at once, each at most kForeignRegionSpanBytes, at
+  // IOVA kForeignIovaBase + slot * kForeignRegionSpanBytes.
+  static constexpr std::size_t kMaxForeignRegions = 256;
+  static constexpr std::uint64_t kForeignRegionSpanBytes = std::uint64_t{1} << 36;  // 64 GiB
+  static constexpr std::uint64_t kForeignIovaBase = 0x0000'8000'0000'0000ull;
 
   // Maps `bytes` (rounded up to 4 KiB) of anonymous memory, reserved lazily (MAP_NORESERVE).
   // Errors: kInvalidArgument (bytes 0), kInternal (mmap failed).
@@ -84,22 +129,50 @@ class DmaArena : public std::enable_shared_from_this<DmaArena> {
   // Zero-filled memory of `bytes`, aligned to `align` (power of two, at most 4096). Thread-safe.
   Result<DmaBuffer> alloc(std::size_t bytes, std::size_t align = 4096);
 
-  // Host pointer for [iova, iova + len), or nullptr when any byte lies outside the arena.
-  // Lock-free; the device's only way into host memory.
+  // Makes `memory` (page aligned, at most kForeignRegionSpanBytes) device-reachable until the
+  // returned handle is destroyed. Thread-safe. Errors: kInvalidArgument (empty, misaligned, too
+  // large), kUnavailable (kMaxForeignRegions in use).
+  Result<ForeignRegion> map_foreign(std::span<std::byte> memory);
+
+  // Host pointer for [iova, iova + len), or nullptr when any byte lies outside the arena and every
+  // mapped foreign region. Lock-free; the device's only way into host memory.
   std::byte* translate(std::uint64_t iova, std::size_t len) const {
     std::uint64_t offset = iova - iova_base_;  // wraps to a huge value below the base
-    if (iova < iova_base_ || offset > size_ || len > size_ - offset) return nullptr;
-    return base_ + offset;
+    if (iova >= iova_base_ && offset <= size_ && len <= size_ - offset) return base_ + offset;
+    return translate_foreign(iova, len);
+  }
+  // Whether [host, host + len) lies inside the arena's own memory (not a foreign region).
+  bool owns(const std::byte* host, std::size_t len) const {
+    return host >= base_ && host <= base_ + size_ && len <= static_cast<std::size_t>(base_ + size_ - host);
   }
 
   std::uint64_t iova_base() const { return iova_base_; }
   std::size_t size() const { return size_; }
   std::size_t bytes_in_use() const;
+  std::size_t foreign_regions_in_use() const;
 
  private:
   DmaArena(std::byte* base, std::size_t size, std::uint64_t iova_base);
   void release(std::size_t offset, std::size_t bytes);
+  void unmap_foreign(std::size_t slot);
+  std::byte* translate_foreign(std::uint64_t iova, std::size_t len) const {
+    std::uint64_t rel = iova - kForeignIovaBase;
+    if (iova < kForeignIovaBase || rel / kForeignRegionSpanBytes >= kMaxForeignRegions) return nullptr;
+    const ForeignSlot& slot = foreign_[rel / kForeignRegionSpanBytes];
+    std::uint64_t offset = rel % kForeignRegionSpanBytes;
+    // Acquire: pairs with map_foreign's release of bytes, so host is the region's pointer.
+    std::size_t bytes = slot.bytes.load(std::memory_order_acquire);
+    if (offset > bytes || len > bytes - offset) return nullptr;
+    return slot.host.load(std::memory_order_relaxed) + offset;
+  }
   friend class DmaBuffer;
+  friend class ForeignRegion;
+
+  // One foreign region; bytes == 0 when free. Written under mutex_, read lock-free by translate().
+  struct ForeignSlot {
+    std::atomic<std::byte*> host{nullptr};
+    std::atomic<std::size_t> bytes{0};
+  };
 
   std::byte* const base_;
   const std::size_t size_;
@@ -107,6 +180,8 @@ class DmaArena : public std::enable_shared_from_this<DmaArena> {
   mutable std::mutex mutex_;
   std::map<std::size_t, std::size_t> free_;  // offset -> bytes, coalesced
   std::size_t in_use_ = 0;
+  std::array<ForeignSlot, kMaxForeignRegions> foreign_{};
+  std::size_t foreign_in_use_ = 0;  // under mutex_
 };
 
 }  // namespace nvmux::nvme

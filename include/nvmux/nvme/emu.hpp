@@ -101,6 +101,7 @@ class EmuController final : public Controller {
   const std::vector<NamespaceInfo>& namespaces() const override { return namespaces_; }
   Result<std::unique_ptr<QueuePair>> create_io_qpair(const QueuePairOptions& options) override;
   Result<DmaBuffer> dma_alloc(std::size_t bytes, std::size_t align = kPageBytes) override;
+  Result<ForeignRegion> register_memory(std::span<std::byte> memory) override;
   Result<CompletionEntry> admin_command(const SubmissionEntry& command, IoVec data) override;
 
   // Runs the device once: fetch and execute up to `max_commands` commands per SQ, post every due

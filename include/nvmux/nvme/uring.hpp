@@ -103,6 +103,7 @@ class UringController final : public Controller {
   const std::vector<NamespaceInfo>& namespaces() const override { return namespaces_; }
   Result<std::unique_ptr<QueuePair>> create_io_qpair(const QueuePairOptions& options) override;
   Result<DmaBuffer> dma_alloc(std::size_t bytes, std::size_t align = kPageBytes) override;
+  Result<ForeignRegion> register_memory(std::span<std::byte> memory) override;
   Result<CompletionEntry> admin_command(const SubmissionEntry& command, IoVec data) override;
 
   // Sum over live and closed queue pairs. Any thread.

@@ -16,6 +16,7 @@
 
 #include "nvme_test_util.hpp"
 #include "nvmux/common/cpu.hpp"
+#include "nvmux/common/shm.hpp"
 #include "nvmux/nvme/emu.hpp"
 #include "nvmux/nvme/uring.hpp"
 #include "support/loop_device.hpp"
@@ -196,6 +197,34 @@ TEST_P(ControllerData, StampedPatternsSurviveEveryDepthAndTransferSize) {
     }
   }
   EXPECT_EQ(qp->stats().device_errors, 0u);
+}
+
+// A client arena shared with nvmuxd lives in a memfd the controller never allocated: registered,
+// the device moves data straight into it (no copy through the controller's own DMA arena).
+TEST_P(ControllerData, RegisteredForeignMemoryIsAnIoTargetUntilUnregistered) {
+  auto ctrl = make({NamespaceSpec{1024, 4096, NamespaceBacking::kRam, ""}});
+  ASSERT_TRUE(ctrl);
+  auto qp = ctrl->create_io_qpair(QueuePairOptions{}).value();
+  auto shm = SharedMemory::create("foreign", 16 * 4096).value();
+  auto region = ctrl->register_memory(shm.bytes());
+  ASSERT_TRUE(region.ok()) << region.status().to_string();
+  stamp(shm.data(), 8 * 4096, 77, 10, 4096);
+  Tracked w;
+  ASSERT_TRUE(qp->write(1, 10, 8, region->slice(0, 8 * 4096), Tracked::callback, &w).ok());
+  wait_done(*qp, w);
+  ASSERT_TRUE(w.result.status.ok()) << w.result.status.to_string();
+  Tracked r;
+  ASSERT_TRUE(qp->read(1, 10, 8, region->slice(8 * 4096, 8 * 4096), Tracked::callback, &r).ok());
+  wait_done(*qp, r);
+  ASSERT_TRUE(r.result.status.ok()) << r.result.status.to_string();
+  EXPECT_EQ(std::memcmp(shm.data(), shm.data() + 8 * 4096, 8 * 4096), 0);
+  // Unregistered, the same IOVA is a bad address to the device, never a host access.
+  IoVec stale = region->slice(0, 4096);
+  region->reset();
+  Tracked bad;
+  ASSERT_TRUE(qp->read(1, 0, 1, stale, Tracked::callback, &bad).ok());
+  wait_done(*qp, bad);
+  EXPECT_EQ(bad.result.status.code(), StatusCode::kIoError) << bad.result.status.to_string();
 }
 
 TEST_P(ControllerData, WriteZeroesAndDeallocateReadBackAsZeroes) {

@@ -1,0 +1,85 @@
+// DmaArena's foreign regions: memory the arena did not allocate, made device-reachable.
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+
+#include <thread>
+
+#include "nvmux/nvme/dma.hpp"
+
+namespace nvmux::nvme {
+namespace {
+
+struct Pages {
+  explicit Pages(std::size_t n) : bytes(n * 4096) {
+    ptr = static_cast<std::byte*>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  }
+  ~Pages() { munmap(ptr, bytes); }
+  std::span<std::byte> span() const { return {ptr, bytes}; }
+  std::byte* ptr;
+  std::size_t bytes;
+};
+
+TEST(DmaForeign, TranslatesInsideTheRegionOnlyAndOnlyWhileMapped) {
+  auto arena = DmaArena::create(1 << 20).value();
+  Pages pages(4);
+  auto region = arena->map_foreign(pages.span());
+  ASSERT_TRUE(region.ok()) << region.status().to_string();
+  EXPECT_EQ(arena->foreign_regions_in_use(), 1u);
+  EXPECT_EQ(arena->translate(region->iova(), pages.bytes), pages.ptr);
+  EXPECT_EQ(arena->translate(region->iova() + 4096, 100), pages.ptr + 4096);
+  EXPECT_EQ(arena->translate(region->iova() + 1, pages.bytes), nullptr);  // one byte past the end
+  EXPECT_EQ(arena->translate(region->iova() - 1, 2), nullptr);
+  EXPECT_FALSE(arena->owns(pages.ptr, 1));
+  std::uint64_t iova = region->iova();
+  region->reset();
+  EXPECT_EQ(arena->translate(iova, 1), nullptr);
+  EXPECT_EQ(arena->foreign_regions_in_use(), 0u);
+}
+
+TEST(DmaForeign, RegionsGetDisjointIovasAndTheArenaKeepsItsOwn) {
+  auto arena = DmaArena::create(1 << 20).value();
+  auto own = arena->alloc(4096).value();
+  Pages a(1), b(1);
+  auto ra = arena->map_foreign(a.span()).value();
+  auto rb = arena->map_foreign(b.span()).value();
+  EXPECT_NE(ra.iova(), rb.iova());
+  EXPECT_EQ(arena->translate(ra.iova(), 4096), a.ptr);
+  EXPECT_EQ(arena->translate(rb.iova(), 4096), b.ptr);
+  EXPECT_EQ(arena->translate(own.iova(), 4096), own.data());
+  EXPECT_TRUE(arena->owns(own.data(), 4096));
+}
+
+TEST(DmaForeign, BadRegionsAreClearErrors) {
+  auto arena = DmaArena::create(1 << 20).value();
+  Pages p(2);
+  EXPECT_EQ(arena->map_foreign({}).status().code(), StatusCode::kInvalidArgument);
+  auto misaligned = arena->map_foreign(p.span().subspan(8));
+  EXPECT_EQ(misaligned.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(misaligned.status().message().find("not page aligned"), std::string::npos);
+  std::vector<ForeignRegion> all;
+  for (std::size_t i = 0; i < DmaArena::kMaxForeignRegions; ++i) all.push_back(arena->map_foreign(p.span()).value());
+  auto full = arena->map_foreign(p.span());
+  EXPECT_EQ(full.status().code(), StatusCode::kUnavailable);
+  all.pop_back();
+  EXPECT_TRUE(arena->map_foreign(p.span()).ok());  // a freed slot is reused
+}
+
+// The device thread translates while another thread maps and unmaps other regions.
+TEST(DmaForeign, TranslateRacesMapAndUnmapOfOtherRegions) {
+  auto arena = DmaArena::create(1 << 20).value();
+  Pages stable(1), churn(1);
+  auto region = arena->map_foreign(stable.span()).value();
+  std::atomic<bool> stop{false};
+  std::thread mapper([&] {
+    for (int i = 0; i < 20000 && !stop.load(std::memory_order_relaxed); ++i) {
+      auto r = arena->map_foreign(churn.span());
+      ASSERT_TRUE(r.ok());
+    }
+  });
+  for (int i = 0; i < 200000; ++i) ASSERT_EQ(arena->translate(region.iova() + 8, 8), stable.ptr + 8);
+  stop = true;
+  mapper.join();
+}
+
+}  // namespace
+}  // namespace nvmux::nvme
