@@ -99,4 +99,48 @@ std::uint64_t ns_to_tsc(std::uint64_t ns) {
   return static_cast<std::uint64_t>(static_cast<unsigned __int128>(ns) * tsc_hz() / 1'000'000'000ull);
 }
 
+namespace {
+// A non-negative decimal that fits an int, or -1.
+int parse_core_number(std::string_view text) {
+  if (text.empty() || text.size() > 9) return -1;
+  int v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return -1;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+}  // namespace
+
+Result<std::vector<int>> parse_core_list(std::string_view text, std::string_view flag) {
+  const int cores = online_cores();
+  auto bad = [&](std::string_view why) {
+    return Status::error(StatusCode::kInvalidArgument, "{} '{}': {} (expected a list like 0 or 0,1 or 0-{})", flag,
+                         text, why, cores - 1);
+  };
+  if (text.empty()) return bad("empty");
+  std::vector<int> out;
+  std::vector<bool> seen(static_cast<std::size_t>(cores), false);
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    std::size_t comma = text.find(',', start);
+    std::string_view item =
+        text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    std::size_t dash = item.find('-');
+    int first = parse_core_number(dash == std::string_view::npos ? item : item.substr(0, dash));
+    int last = dash == std::string_view::npos ? first : parse_core_number(item.substr(dash + 1));
+    if (first < 0 || last < 0) return bad(fmt::format("'{}' is not a core number or a range A-B", item));
+    if (last < first) return bad(fmt::format("range {} runs backwards", item));
+    if (last >= cores) return bad(fmt::format("core {} does not exist (this machine has 0..{})", last, cores - 1));
+    for (int c = first; c <= last; ++c) {
+      if (seen[static_cast<std::size_t>(c)]) return bad(fmt::format("core {} is listed twice", c));
+      seen[static_cast<std::size_t>(c)] = true;
+      out.push_back(c);
+    }
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
 }  // namespace nvmux

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nvmux/common/status.hpp"
@@ -25,6 +26,10 @@ Status unpin_current_thread();
 std::vector<int> current_thread_affinity();
 // Number of online cores.
 int online_cores();
+// Parses a core list as tools take it: "0", "0,2", "0-3", "0-1,4" (ascending ranges, no
+// duplicates, each core in 0..online_cores()-1). `flag` names the option in errors.
+// Errors: kInvalidArgument naming the flag, the text and what is wrong with it.
+Result<std::vector<int>> parse_core_list(std::string_view text, std::string_view flag);
 // Name shown by top/gdb for the calling thread (truncated to 15 characters by the kernel).
 void set_current_thread_name(const std::string& name);
 // A short printable id for the calling OS thread ("tid 1234 'name'"), for error messages.

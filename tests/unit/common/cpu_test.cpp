@@ -17,6 +17,32 @@ TEST(Cpu, PinMovesTheThreadAndUnpinRestores) {
   t.join();
 }
 
+TEST(Cpu, CoreListsParse) {
+  EXPECT_EQ(parse_core_list("0", "--cores").value(), std::vector<int>{0});
+  if (online_cores() >= 2) {
+    EXPECT_EQ(parse_core_list("0,1", "--cores").value(), (std::vector<int>{0, 1}));
+    EXPECT_EQ(parse_core_list("0-1", "--cores").value(), (std::vector<int>{0, 1}));
+    EXPECT_EQ(parse_core_list("1,0", "--cores").value(), (std::vector<int>{1, 0}));
+  }
+}
+
+TEST(Cpu, BadCoreListsAreClearErrors) {
+  struct Case {
+    const char* text;
+    const char* words;
+  };
+  for (const Case& c : {Case{"", "empty"}, Case{"a", "'a' is not a core number"}, Case{"1a", "'1a' is not"},
+                        Case{"3-1", "runs backwards"}, Case{"0-1-5", "'0-1-5' is not"}, Case{"0,", "'' is not"},
+                        Case{"0-2147483647", "not a core number"}, Case{"0,0", "listed twice"},
+                        Case{"99", "core 99 does not exist"}, Case{"-1", "is not a core number"}}) {
+    auto r = parse_core_list(c.text, "--cores");
+    ASSERT_FALSE(r.ok()) << c.text;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("--cores"), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find(c.words), std::string::npos) << c.text << ": " << r.status().message();
+  }
+}
+
 TEST(Cpu, PinToMissingCoreIsAClearError) {
   Status s = pin_current_thread(online_cores() + 5);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
