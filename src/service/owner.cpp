@@ -1,0 +1,316 @@
+#include "owner.hpp"
+
+#include <linux/futex.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <future>
+
+#include "nvmux/common/cpu.hpp"
+#include "nvmux/common/log.hpp"
+
+namespace nvmux::service {
+
+namespace {
+
+constexpr std::uint32_t kMaxWriteZeroesBlocks = 1u << 16;  // NLB is a 16-bit field
+constexpr auto kSetupWait = std::chrono::seconds(30);
+
+// Runs `fn` on `thread` and waits for it (setup and teardown only).
+template <class F>
+Status run_on(Thread& thread, F fn) {
+  struct Call {
+    F fn;
+    std::promise<Status> done;
+  } call{std::move(fn), {}};
+  auto result = call.done.get_future();
+  NVMUX_RETURN_IF_ERROR(send_msg(thread, [c = &call] { c->done.set_value(c->fn()); }));
+  if (result.wait_for(kSetupWait) != std::future_status::ready) {
+    // The message still references `call`: waiting on is the only safe choice.
+    NVMUX_LOG_ERROR("thread {} has not run a setup message for {} s; still waiting", thread.name(), kSetupWait.count());
+    result.wait();
+  }
+  return result.get();
+}
+
+int nvme_status_to_errno(const nvme::IoCompletion& c) {
+  switch (c.status.code()) {
+    case StatusCode::kOk: return 0;
+    case StatusCode::kIoError: return -EIO;
+    case StatusCode::kTimeout: return -ETIMEDOUT;
+    case StatusCode::kAborted: return -ECANCELED;
+    default: return c.status.to_errno();
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Owner>> Owner::create(Runtime& runtime, nvme::Controller& controller, int core,
+                                             std::uint32_t index, const nvme::QueuePairOptions& qpair_options,
+                                             std::function<void(std::uint64_t, std::string)> on_queue_failed) {
+  std::unique_ptr<Owner> owner(new Owner());
+  owner->index_ = index;
+  owner->on_queue_failed_ = std::move(on_queue_failed);
+  owner->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (owner->wake_fd_ < 0) return Status::from_errno(errno, "eventfd for an owner");
+  auto thread = runtime.create_thread(fmt::format("owner{}", index), core);
+  if (!thread.ok()) return thread.status();
+  owner->thread_ = *thread;
+  Owner* o = owner.get();
+  nvme::QueuePairOptions options = qpair_options;
+  options.name = fmt::format("{}/owner{}", controller.name(), index);
+  NVMUX_RETURN_IF_ERROR(run_on(*o->thread_, [o, &controller, &options]() -> Status {
+    auto qp = controller.create_io_qpair(options);
+    if (!qp.ok()) return qp.status();
+    o->qpair_ = std::move(qp).value();
+    o->requests_.resize(o->qpair_->capacity());
+    for (Request& r : o->requests_) {
+      r.owner = o;
+      o->free_requests_.push_back(&r);
+    }
+    auto poller = o->thread_->register_poller("drain", [o] { return o->poll(); });
+    if (!poller.ok()) return poller.status();
+    o->poller_ = *poller;
+    return Status();
+  }));
+  return owner;
+}
+
+Owner::~Owner() {
+  if (qpair_ && thread_ != nullptr) {
+    // The queue pair is destroyed on its owner thread, as its contract requires.
+    Status s = run_on(*thread_, [this]() -> Status {
+      // Nothing of this Owner may run after it is gone: the poller first, then the queue pair.
+      Status unregistered = thread_->unregister_poller(poller_);
+      qpair_.reset();
+      (void)thread_->exit();
+      return unregistered;
+    });
+    if (!s.ok()) NVMUX_LOG_ERROR("owner{}: queue pair not destroyed on its thread: {}", index_, s.to_string());
+  }
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+Status Owner::attach(std::unique_ptr<ServiceQueue> queue) {
+  ServiceQueue* q = queue.release();
+  Status s = send_msg(*thread_, [this, q] {
+    q->wake->owner_idle.store(0, std::memory_order_relaxed);
+    queues_.emplace_back(q);
+    armed_ = false;  // the next idle period arms every queue, this one included
+    last_work_ns_ = monotonic_ns();
+  });
+  if (!s.ok()) delete q;
+  return s;
+}
+
+Status Owner::close(ServiceQueue* queue) {
+  return send_msg(*thread_, [this, queue] {
+    queue->closing = true;
+    finish_closed();
+  });
+}
+
+void Owner::on_wake_fd() {
+  std::uint64_t count = 0;
+  while (::read(wake_fd_, &count, sizeof(count)) > 0) {
+  }
+  // Any message wakes a sleeping reactor; the poller then drains.
+  (void)try_send_msg(*thread_, [] {});
+}
+
+PollerResult Owner::poll() {
+  std::uint32_t work = 0;
+  const std::size_t n = queues_.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    ServiceQueue& q = *queues_[(next_queue_ + i) % n];
+    if (!q.closing && !q.failed) work += drain(q);
+  }
+  if (n != 0) next_queue_ = (next_queue_ + 1) % n;
+  if (qpair_->outstanding() != 0 || qpair_->state() == nvme::QueuePair::State::kFailed) {
+    auto reaped = qpair_->process_completions();
+    if (reaped.ok()) {
+      work += *reaped;
+    } else if (reaped.status().code() == StatusCode::kAborted) {
+      NVMUX_LOG_ERROR("owner{}: queue pair failed ({}); resetting it", index_, qpair_->failure().to_string());
+      Status reset = qpair_->reset();  // aborted commands completed with -ECANCELED
+      if (!reset.ok()) NVMUX_LOG_ERROR("owner{}: reset failed: {}", index_, reset.to_string());
+    }
+  }
+  wake_clients();
+  finish_closed();
+  std::uint64_t now = monotonic_ns();
+  if (work != 0) {
+    last_work_ns_ = now;
+    if (armed_) arm_idle(false);
+    return PollerResult::kBusy;
+  }
+  if (!armed_ && qpair_->outstanding() == 0 && now - last_work_ns_ >= kArmIdleAfterNs) {
+    arm_idle(true);
+    // Re-check after arming (Dekker with the client's push + fence + check).
+    for (auto& q : queues_) {
+      if (!q->closing && !q->failed && q->sq.refresh_available() != 0) {
+        arm_idle(false);
+        return PollerResult::kBusy;
+      }
+    }
+  }
+  return PollerResult::kIdle;
+}
+
+void Owner::arm_idle(bool arm) {
+  for (auto& q : queues_) q->wake->owner_idle.store(arm ? 1 : 0, std::memory_order_relaxed);
+  armed_ = arm;
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // flags before the re-check of the SQs
+}
+
+std::uint32_t Owner::drain(ServiceQueue& q) {
+  // Accept only what is sure to fit: every accepted request needs one CQ slot, and the qpair needs
+  // a free command id.
+  std::uint64_t cq_free = q.cq.refresh_free();
+  if (q.cq.failed()) {
+    fail_queue(q, q.cq.status().message());
+    return 0;
+  }
+  std::uint64_t room = cq_free > q.in_flight ? cq_free - q.in_flight : 0;
+  room = std::min<std::uint64_t>(room, free_requests_.size());
+  room = std::min<std::uint64_t>(room, kDrainBatch);
+  if (room == 0) return 0;
+  // The consumer is untrusted: handle() gets a private copy of each descriptor.
+  std::size_t got = q.sq.consume([this, &q](IoDescriptor& d) { handle(q, d); }, static_cast<std::size_t>(room));
+  if (q.sq.failed()) fail_queue(q, q.sq.status().message());
+  return static_cast<std::uint32_t>(got);
+}
+
+int Owner::validate(const ServiceQueue& q, const IoDescriptor& d, const nvme::NamespaceInfo*& ns) const {
+  auto op = static_cast<IoOpcode>(d.opcode);
+  if (d.opcode < static_cast<std::uint8_t>(IoOpcode::kRead) ||
+      d.opcode > static_cast<std::uint8_t>(IoOpcode::kDeallocate)) {
+    return -EINVAL;
+  }
+  if (d.nsid == 0 || d.nsid > q.namespaces.size()) return -ENOENT;
+  ns = &q.namespaces[d.nsid - 1];
+  const NamespaceGrant* grant = q.grant->find(d.nsid);
+  if (grant == nullptr) return -EACCES;
+  if (op != IoOpcode::kRead && op != IoOpcode::kFlush && !grant->writable) return -EACCES;
+  if (op == IoOpcode::kFlush) return 0;
+  if (d.blocks == 0) return -EINVAL;
+  if (op == IoOpcode::kWriteZeroes && d.blocks > kMaxWriteZeroesBlocks) return -EINVAL;
+  if (d.lba >= ns->blocks || d.blocks > ns->blocks - d.lba) return -ERANGE;
+  if (!Grant::range_allowed(*grant, d.lba, d.blocks)) return -EACCES;
+  if (op == IoOpcode::kRead || op == IoOpcode::kWrite) {
+    std::uint64_t bytes = std::uint64_t{d.blocks} * ns->block_size;
+    std::uint32_t limit = qpair_->max_transfer_bytes();
+    if (limit != 0 && bytes > limit) return -EINVAL;
+    if (d.arena_offset % 4 != 0) return -EINVAL;  // NVMe data pointers are dword aligned
+    if (d.arena_offset > q.arena_bytes || bytes > q.arena_bytes - d.arena_offset) return -EINVAL;
+  }
+  return 0;
+}
+
+void Owner::handle(ServiceQueue& q, const IoDescriptor& d) {
+  const nvme::NamespaceInfo* ns = nullptr;
+  int refused = validate(q, d, ns);
+  if (refused != 0) {
+    q.counters.refused.store(q.counters.refused.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    ++q.in_flight;  // post() gives it back
+    post(q, d.tag, refused, 0, 0);
+    return;
+  }
+  Request* r = free_requests_.back();
+  free_requests_.pop_back();
+  r->queue = &q;
+  r->tag = d.tag;
+  Status s;
+  auto op = static_cast<IoOpcode>(d.opcode);
+  nvme::IoVec data{q.arena_iova + d.arena_offset, d.blocks * (ns != nullptr ? ns->block_size : 0)};
+  switch (op) {
+    case IoOpcode::kRead: s = qpair_->read(d.nsid, d.lba, d.blocks, data, &Owner::on_complete, r); break;
+    case IoOpcode::kWrite: s = qpair_->write(d.nsid, d.lba, d.blocks, data, &Owner::on_complete, r); break;
+    case IoOpcode::kFlush: s = qpair_->flush(d.nsid, &Owner::on_complete, r); break;
+    case IoOpcode::kWriteZeroes: s = qpair_->write_zeroes(d.nsid, d.lba, d.blocks, &Owner::on_complete, r); break;
+    case IoOpcode::kDeallocate:
+      r->range = nvme::DsmRange{0, d.blocks, d.lba};
+      s = qpair_->deallocate(d.nsid, std::span<const nvme::DsmRange>(&r->range, 1), &Owner::on_complete, r);
+      break;
+  }
+  ++q.in_flight;
+  if (!s.ok()) {
+    free_requests_.push_back(r);
+    post(q, d.tag, s.to_errno(), 0, 0);
+    return;
+  }
+  in_flight_.store(in_flight_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  q.counters.submitted.store(q.counters.submitted.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+void Owner::on_complete(void* ctx, const nvme::IoCompletion& c) {
+  auto* r = static_cast<Request*>(ctx);
+  Owner* o = r->owner;
+  ServiceQueue& q = *r->queue;
+  o->in_flight_.store(o->in_flight_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  std::uint16_t nvme_status =
+      c.status.code() == StatusCode::kIoError ? static_cast<std::uint16_t>((c.cqe.sct() << 8) | c.cqe.sc()) : 0;
+  o->post(q, r->tag, nvme_status_to_errno(c), nvme_status, c.cqe.cdw0);
+  o->free_requests_.push_back(r);
+}
+
+void Owner::post(ServiceQueue& q, std::uint64_t tag, int status, std::uint16_t nvme_status, std::uint32_t result) {
+  NVMUX_ASSERT(q.in_flight > 0, "owner{}: completion for session {} queue {} with nothing in flight", index_,
+               q.session_id, q.index);
+  --q.in_flight;
+  auto bump = [](std::atomic<std::uint64_t>& c) {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  };
+  bump(q.counters.completed);
+  if (status != 0) bump(q.counters.errors);
+  if (q.failed) return;  // its rings are no longer trusted; the session is being closed
+  IoCompletion c{tag, status, nvme_status, 0, result, 0};
+  // Room was reserved when the request was accepted; a full ring means the client broke head.
+  if (!q.cq.try_push(c)) {
+    fail_queue(q, q.cq.failed() ? q.cq.status().message() : "completion ring full despite the reservation");
+    return;
+  }
+  q.posted = true;
+}
+
+void Owner::wake_clients() {
+  bool any = false;
+  for (auto& q : queues_) any = any || q->posted;
+  if (!any) return;
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // CQ tails before the waiting flags
+  for (auto& q : queues_) {
+    if (!q->posted) continue;
+    q->posted = false;
+    if (q->wake->client_waiting.load(std::memory_order_relaxed) == 0) continue;
+    q->wake->client_waiting.store(0, std::memory_order_relaxed);
+    q->wake->completion_seq.fetch_add(1, std::memory_order_release);  // the futex word the client sleeps on
+    ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&q->wake->completion_seq), FUTEX_WAKE, INT_MAX, nullptr,
+              nullptr, 0);
+  }
+}
+
+void Owner::fail_queue(ServiceQueue& q, std::string reason) {
+  if (q.failed) return;
+  q.failed = true;
+  NVMUX_LOG_WARN("session {} queue {}: {}; closing the session", q.session_id, q.index, reason);
+  if (on_queue_failed_) on_queue_failed_(q.session_id, std::move(reason));
+}
+
+void Owner::finish_closed() {
+  for (std::size_t i = 0; i < queues_.size();) {
+    ServiceQueue& q = *queues_[i];
+    if (!q.closing || q.in_flight != 0) {
+      ++i;
+      continue;
+    }
+    if (q.on_closed) q.on_closed();
+    queues_.erase(queues_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+  if (next_queue_ >= queues_.size()) next_queue_ = 0;
+}
+
+}  // namespace nvmux::service

@@ -1,0 +1,505 @@
+// nvmuxd end to end: the real daemon binary as a child process, clients in this process and in
+// forked children. Sessions and every refusal, descriptor validation field by field, verified data
+// from several processes, kill -9 of a client and of the daemon, idle cost, policy.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "nvmux/common/cpu.hpp"
+#include "nvmux/service/client.hpp"
+#include "support/nvmuxd_process.hpp"
+#include "support/test_scale.hpp"
+
+namespace nvmux::service {
+namespace {
+
+using test::NvmuxdProcess;
+
+constexpr std::uint32_t kBlock = 4096;
+constexpr std::uint64_t kDeadlineNs = 30'000'000'000ull;
+
+std::string temp_path(const std::string& what) {
+  static std::atomic<int> counter{0};
+  return fmt::format("/tmp/nvmux-svc-{}-{}-{}", getpid(), counter++, what);
+}
+
+// One request's outcome.
+struct Done {
+  bool done = false;
+  nvmux_cpl cpl{};
+  static void cb(void* ctx, const nvmux_cpl* c) {
+    auto* d = static_cast<Done*>(ctx);
+    d->done = true;
+    d->cpl = *c;
+  }
+};
+
+// Polls `q` until `d` completed; false past the deadline.
+bool wait_done(Queue& q, const Done& d) {
+  std::uint64_t deadline = monotonic_ns() + kDeadlineNs;
+  while (!d.done && monotonic_ns() < deadline) {
+    if (!q.poll().ok()) return d.done;
+  }
+  return d.done;
+}
+
+void stamp(std::byte* buf, std::uint64_t lba, std::uint32_t blocks, std::uint64_t generation) {
+  for (std::uint32_t b = 0; b < blocks; ++b) {
+    auto* words = reinterpret_cast<std::uint64_t*>(buf + std::size_t{b} * kBlock);
+    for (std::size_t i = 0; i < kBlock / 8; ++i) words[i] = (lba + b) * 0x9e3779b97f4a7c15ull ^ generation ^ i;
+  }
+}
+
+class Service : public ::testing::Test {
+ protected:
+  void SetUp() override { start({"--ns", "ram:size=64M"}); }
+  void start(std::vector<std::string> args) {
+    socket_ = temp_path("sock");
+    args.insert(args.end(), {"--cores", "0", "--log-level", "warn"});
+    daemon_ = std::make_unique<NvmuxdProcess>(NVMUXD_BINARY, socket_, args);
+    ASSERT_TRUE(daemon_->ready()) << "nvmuxd did not start: " << daemon_->output();
+  }
+  std::unique_ptr<Client> connect() {
+    auto c = Client::connect(socket_);
+    EXPECT_TRUE(c.ok()) << c.status().to_string();
+    return c.ok() ? std::move(c).value() : nullptr;
+  }
+  // One synchronous request through `submit`; returns its completion.
+  template <class F>
+  nvmux_cpl run(Queue& q, F submit) {
+    Done d;
+    Status s = submit(&d);
+    EXPECT_TRUE(s.ok()) << s.to_string();
+    if (!s.ok()) return nvmux_cpl{s.to_errno(), 0, 0};
+    EXPECT_TRUE(wait_done(q, d)) << "request never completed";
+    return d.cpl;
+  }
+
+  std::string socket_;
+  std::unique_ptr<NvmuxdProcess> daemon_;
+};
+
+TEST_F(Service, ASessionMovesVerifiedDataThroughEveryOperation) {
+  auto client = connect();
+  ASSERT_TRUE(client);
+  auto ns = client->namespace_info(1);
+  ASSERT_TRUE(ns.ok()) << ns.status().to_string();
+  EXPECT_EQ(ns->block_size, kBlock);
+  EXPECT_EQ(ns->blocks, (64u << 20) / kBlock);
+  EXPECT_FALSE(ns->read_only);
+  auto q = client->create_queue(32).value();
+  auto* buf = static_cast<std::byte*>(client->buf_alloc(8 * kBlock));
+  ASSERT_NE(buf, nullptr);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(buf) % 4096, 0u);
+  stamp(buf, 100, 8, 7);
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->write(1, 100, 8, buf, Done::cb, d); }).status, 0);
+  std::vector<std::byte> expect(buf, buf + 8 * kBlock);
+  std::memset(buf, 0, 8 * kBlock);
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->read(1, 100, 8, buf, Done::cb, d); }).status, 0);
+  EXPECT_EQ(std::memcmp(buf, expect.data(), expect.size()), 0);
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->flush(1, Done::cb, d); }).status, 0);
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->write_zeroes(1, 100, 4, Done::cb, d); }).status, 0);
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->deallocate(1, 104, 4, Done::cb, d); }).status, 0);
+  std::memset(buf, 0xee, 8 * kBlock);
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->read(1, 100, 8, buf, Done::cb, d); }).status, 0);
+  for (std::size_t i = 0; i < 8 * kBlock; ++i) ASSERT_EQ(buf[i], std::byte{0}) << "byte " << i;
+  // Many in flight at once, every one verified.
+  constexpr int kIos = 32;
+  auto* big = static_cast<std::byte*>(client->buf_alloc(kIos * kBlock));
+  ASSERT_NE(big, nullptr);
+  std::vector<Done> done(kIos);
+  for (int i = 0; i < kIos; ++i) {
+    stamp(big + i * kBlock, 1000 + i, 1, 9);
+    ASSERT_TRUE(q->write(1, 1000 + i, 1, big + i * kBlock, Done::cb, &done[i]).ok());
+  }
+  for (auto& d : done) ASSERT_TRUE(wait_done(*q, d));
+  std::memset(big, 0, kIos * kBlock);
+  std::vector<Done> reads(kIos);
+  for (int i = 0; i < kIos; ++i) ASSERT_TRUE(q->read(1, 1000 + i, 1, big + i * kBlock, Done::cb, &reads[i]).ok());
+  std::vector<std::byte> one(kBlock);
+  for (int i = 0; i < kIos; ++i) {
+    ASSERT_TRUE(wait_done(*q, reads[i]));
+    EXPECT_EQ(reads[i].cpl.status, 0);
+    stamp(one.data(), 1000 + i, 1, 9);
+    EXPECT_EQ(std::memcmp(big + i * kBlock, one.data(), kBlock), 0) << "block " << 1000 + i;
+  }
+}
+
+TEST_F(Service, SubmitRefusesWhatTheLibraryCanCheck) {
+  auto client = connect();
+  ASSERT_TRUE(client);
+  auto q = client->create_queue(2).value();
+  auto* buf = static_cast<std::byte*>(client->buf_alloc(kBlock));
+  std::vector<std::byte> private_memory(kBlock);
+  Done d;
+  EXPECT_EQ(q->read(1, 0, 1, private_memory.data(), Done::cb, &d).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(q->read(1, 0, 2, buf, Done::cb, &d).code(), StatusCode::kInvalidArgument);  // past its buffer
+  EXPECT_EQ(q->read(1, (64u << 20) / kBlock, 1, buf, Done::cb, &d).code(), StatusCode::kOutOfRange);
+  EXPECT_EQ(q->read(1, UINT64_MAX, 1, buf, Done::cb, &d).code(), StatusCode::kOutOfRange);
+  EXPECT_EQ(q->read(2, 0, 1, buf, Done::cb, &d).code(), StatusCode::kNotFound);
+  EXPECT_EQ(q->read(1, 0, 0, buf, Done::cb, &d).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(q->read(1, 0, 1, buf, nullptr, nullptr).code(), StatusCode::kInvalidArgument);
+  Done a, b, c;
+  ASSERT_TRUE(q->read(1, 0, 1, buf, Done::cb, &a).ok());
+  ASSERT_TRUE(q->read(1, 1, 1, buf, Done::cb, &b).ok());
+  EXPECT_EQ(q->read(1, 2, 1, buf, Done::cb, &c).code(), StatusCode::kWouldBlock);  // depth 2
+  ASSERT_TRUE(wait_done(*q, a) && wait_done(*q, b));
+  EXPECT_EQ(client->create_queue(0).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(client->create_queue(kMaxQueueDepth + 1).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(client->namespace_info(7).status().code(), StatusCode::kNotFound);
+  EXPECT_FALSE(client->buf_free(private_memory.data()));
+  EXPECT_TRUE(client->buf_free(buf));
+  EXPECT_FALSE(client->buf_free(buf));  // twice
+}
+
+TEST_F(Service, TheDaemonChecksEveryDescriptorFieldItself) {
+  auto client = connect();
+  ASSERT_TRUE(client);
+  auto q = client->create_queue(8).value();
+  const std::uint64_t arena = client->arena_bytes();
+  const std::uint64_t blocks = (64u << 20) / kBlock;
+  auto good = [] {
+    IoDescriptor d{};
+    d.opcode = static_cast<std::uint8_t>(IoOpcode::kRead);
+    d.nsid = 1;
+    d.lba = 0;
+    d.blocks = 1;
+    d.arena_offset = 0;
+    return d;
+  };
+  struct Case {
+    const char* what;
+    std::function<void(IoDescriptor&)> mutate;
+    int status;
+  };
+  std::vector<Case> cases = {
+      {"valid", [](IoDescriptor&) {}, 0},
+      {"opcode 0", [](IoDescriptor& d) { d.opcode = 0; }, -EINVAL},
+      {"opcode 99", [](IoDescriptor& d) { d.opcode = 99; }, -EINVAL},
+      {"nsid 0", [](IoDescriptor& d) { d.nsid = 0; }, -ENOENT},
+      {"nsid 2", [](IoDescriptor& d) { d.nsid = 2; }, -ENOENT},
+      {"blocks 0", [](IoDescriptor& d) { d.blocks = 0; }, -EINVAL},
+      {"lba at the end", [&](IoDescriptor& d) { d.lba = blocks; }, -ERANGE},
+      {"lba + blocks overflows",
+       [](IoDescriptor& d) {
+         d.lba = UINT64_MAX;
+         d.blocks = 2;
+       },
+       -ERANGE},
+      {"blocks past the end",
+       [&](IoDescriptor& d) {
+         d.lba = blocks - 1;
+         d.blocks = 2;
+       },
+       -ERANGE},
+      {"huge block count", [](IoDescriptor& d) { d.blocks = UINT32_MAX; }, -ERANGE},
+      {"transfer above the limit", [](IoDescriptor& d) { d.blocks = 4096; }, -EINVAL},
+      {"arena offset past the end", [&](IoDescriptor& d) { d.arena_offset = arena; }, -EINVAL},
+      {"buffer runs past the arena", [&](IoDescriptor& d) { d.arena_offset = arena - 2048; }, -EINVAL},
+      {"arena offset overflows", [](IoDescriptor& d) { d.arena_offset = UINT64_MAX - 100; }, -EINVAL},
+      {"unaligned arena offset", [](IoDescriptor& d) { d.arena_offset = 2; }, -EINVAL},
+      {"write zeroes too long",
+       [](IoDescriptor& d) {
+         d.opcode = 4;
+         d.blocks = 70000;
+       },
+       -EINVAL},
+  };
+  for (const Case& c : cases) {
+    IoDescriptor d = good();
+    c.mutate(d);
+    Done done;
+    ASSERT_TRUE(q->submit_descriptor(d, Done::cb, &done).ok()) << c.what;
+    ASSERT_TRUE(wait_done(*q, done)) << c.what;
+    EXPECT_EQ(done.cpl.status, c.status) << c.what;
+  }
+  // The session is still good after every refusal.
+  Done fine;
+  ASSERT_TRUE(q->submit_descriptor(good(), Done::cb, &fine).ok());
+  ASSERT_TRUE(wait_done(*q, fine));
+  EXPECT_EQ(fine.cpl.status, 0);
+}
+
+// A child process: write then read-verify its own LBA range for `seconds`. Returns the number of
+// errors (I/O errors plus mismatching blocks) as its exit code (capped), 100+ for set-up failures.
+int verify_worker(const std::string& socket, std::uint64_t first_lba, std::uint64_t lbas, double seconds,
+                  std::uint32_t seed) {
+  auto client = Client::connect(socket);
+  if (!client.ok()) return 101;
+  auto q = (*client)->create_queue(16);
+  if (!q.ok()) return 102;
+  constexpr int kDepth = 16;
+  auto* buf = static_cast<std::byte*>((*client)->buf_alloc(kDepth * kBlock));
+  if (buf == nullptr) return 103;
+  std::mt19937_64 rng(seed);
+  std::vector<std::uint64_t> generation(lbas, 0);
+  int errors = 0;
+  std::uint64_t end = monotonic_ns() + static_cast<std::uint64_t>(seconds * 1e9);
+  std::uint64_t round = 1;
+  while (monotonic_ns() < end && errors == 0) {
+    std::vector<Done> done(kDepth);
+    std::vector<std::uint64_t> lba(kDepth);
+    std::vector<bool> was_write(kDepth);
+    for (int i = 0; i < kDepth; ++i) {
+      // Distinct LBAs within a round, so no two requests in flight touch one block.
+      lba[i] = first_lba + (rng() % (lbas / kDepth)) * kDepth + static_cast<std::uint64_t>(i);
+      was_write[i] = (rng() & 1) != 0 || generation[lba[i] - first_lba] == 0;
+      Status s;
+      if (was_write[i]) {
+        stamp(buf + i * kBlock, lba[i], 1, round);
+        s = (*q)->write(1, lba[i], 1, buf + i * kBlock, Done::cb, &done[i]);
+      } else {
+        s = (*q)->read(1, lba[i], 1, buf + i * kBlock, Done::cb, &done[i]);
+      }
+      if (!s.ok()) return 104;
+    }
+    std::vector<std::byte> expect(kBlock);
+    for (int i = 0; i < kDepth; ++i) {
+      if (!wait_done(**q, done[i]) || done[i].cpl.status != 0) {
+        ++errors;
+        continue;
+      }
+      std::uint64_t& gen = generation[lba[i] - first_lba];
+      if (was_write[i]) {
+        gen = round;
+      } else {
+        stamp(expect.data(), lba[i], 1, gen);
+        if (std::memcmp(expect.data(), buf + i * kBlock, kBlock) != 0) ++errors;
+      }
+    }
+    ++round;
+  }
+  return std::min(errors, 99);
+}
+
+TEST_F(Service, ProcessesVerifyTogetherAndAKilledOneCostsTheOthersNothing) {
+  constexpr int kWorkers = 4;
+  const std::uint64_t per_worker = ((64u << 20) / kBlock) / kWorkers;
+  const double seconds = 1.5;
+  std::vector<pid_t> pids;
+  for (int w = 0; w < kWorkers; ++w) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) _exit(verify_worker(socket_, w * per_worker, per_worker, seconds, 1000 + w));
+    pids.push_back(pid);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  kill(pids[0], SIGKILL);  // mid-I/O
+  for (int w = 0; w < kWorkers; ++w) {
+    int status = 0;
+    ASSERT_EQ(waitpid(pids[w], &status, 0), pids[w]);
+    if (w == 0) {
+      EXPECT_TRUE(WIFSIGNALED(status));
+    } else {
+      ASSERT_TRUE(WIFEXITED(status));
+      EXPECT_EQ(WEXITSTATUS(status), 0) << "worker " << w << " saw errors (or failed to set up, >100)";
+    }
+  }
+  // The daemon freed every session: only ours is left, and nothing is in flight.
+  auto client = connect();
+  ASSERT_TRUE(client);
+  std::uint64_t deadline = monotonic_ns() + kDeadlineNs;
+  DaemonStats stats;
+  do {
+    stats = client->daemon_stats().value();
+  } while ((stats.sessions != 1 || stats.sessions_closed < kWorkers) && monotonic_ns() < deadline);
+  EXPECT_EQ(stats.sessions, 1u);
+  EXPECT_EQ(stats.queues, 0u);
+  EXPECT_EQ(stats.in_flight, 0u);
+  EXPECT_EQ(stats.sessions_closed, static_cast<std::uint64_t>(kWorkers));
+}
+
+TEST_F(Service, KilledClientsMidIoNeverLeakSessions) {
+  const int rounds = static_cast<int>(test::stress_count(20, 5));
+  for (int r = 0; r < rounds; ++r) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) _exit(verify_worker(socket_, 0, 4096, 5.0, r));
+    std::this_thread::sleep_for(std::chrono::milliseconds(30 + r % 7 * 10));
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  auto client = connect();
+  ASSERT_TRUE(client);
+  std::uint64_t deadline = monotonic_ns() + kDeadlineNs;
+  DaemonStats stats;
+  do {
+    stats = client->daemon_stats().value();
+  } while (stats.sessions != 1 && monotonic_ns() < deadline);
+  EXPECT_EQ(stats.sessions, 1u) << "after " << rounds << " kills";
+  EXPECT_EQ(stats.queues, 0u);
+  EXPECT_EQ(stats.in_flight, 0u);
+}
+
+TEST_F(Service, AnIdleDaemonSleeps) {
+  auto client = connect();
+  ASSERT_TRUE(client);
+  auto q = client->create_queue(4).value();  // an attached queue must not keep it polling either
+  auto* buf = client->buf_alloc(kBlock);
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->read(1, 0, 1, buf, Done::cb, d); }).status, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  double before = daemon_->cpu_seconds();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  double used = daemon_->cpu_seconds() - before;
+  EXPECT_LT(used, 0.1) << "an idle nvmuxd used " << used << " s of CPU in 2 s";
+  // And it wakes for the next request.
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->read(1, 0, 1, buf, Done::cb, d); }).status, 0);
+  // A client that sleeps in wait() is woken by the completion.
+  Done d;
+  ASSERT_TRUE(q->read(1, 1, 1, buf, Done::cb, &d).ok());
+  std::uint64_t deadline = monotonic_ns() + kDeadlineNs;
+  while (!d.done && monotonic_ns() < deadline) ASSERT_TRUE(q->wait(1000).ok());
+  EXPECT_TRUE(d.done);
+}
+
+TEST_F(Service, ASecondDaemonOnTheSocketIsRefusedAndAStaleSocketIsReplaced) {
+  NvmuxdProcess second(NVMUXD_BINARY, socket_, {"--cores", "0"}, 5000);
+  EXPECT_FALSE(second.ready());
+  int status = second.stop(SIGTERM, 5000);
+  EXPECT_TRUE(status == -1 || (WIFEXITED(status) && WEXITSTATUS(status) == 1));
+  EXPECT_EQ(daemon_->stop(SIGKILL), SIGKILL);  // leaves its socket file behind
+  EXPECT_TRUE(std::filesystem::exists(socket_));
+  NvmuxdProcess third(NVMUXD_BINARY, socket_, {"--cores", "0", "--ns", "ram:size=16M"});
+  EXPECT_TRUE(third.ready()) << third.output();
+  EXPECT_TRUE(Client::connect(socket_).ok());
+  // SIGTERM: a clean stop that removes the socket file.
+  int stopped = third.stop(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(stopped) && WEXITSTATUS(stopped) == 0);
+  EXPECT_FALSE(std::filesystem::exists(socket_));
+}
+
+TEST(ServiceStandalone, NoDaemonIsNotConnected) {
+  auto c = Client::connect("/tmp/nvmux-no-such-daemon.sock");
+  EXPECT_EQ(c.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(c.status().message().find("not running"), std::string::npos) << c.status().message();
+  EXPECT_EQ(c.status().to_errno(), -ENOTCONN);
+}
+
+TEST(ServiceStandalone, ADeadDaemonFailsCallsWithin1sAndARestartedOneKeepsTheData) {
+  std::string socket = temp_path("sock");
+  std::string image = temp_path("ns.img");
+  std::vector<std::string> args{"--ns", "file:" + image + ",size=16M", "--cores", "0", "--log-level", "warn"};
+  std::vector<std::byte> expect(kBlock);
+  {
+    auto daemon = std::make_unique<NvmuxdProcess>(NVMUXD_BINARY, socket, args);
+    ASSERT_TRUE(daemon->ready()) << daemon->output();
+    auto client = Client::connect(socket).value();
+    auto q = client->create_queue(8).value();
+    auto* buf = static_cast<std::byte*>(client->buf_alloc(kBlock));
+    stamp(buf, 5, 1, 42);
+    std::memcpy(expect.data(), buf, kBlock);
+    Done w, f;
+    ASSERT_TRUE(q->write(1, 5, 1, buf, Done::cb, &w).ok());
+    ASSERT_TRUE(wait_done(*q, w));
+    ASSERT_EQ(w.cpl.status, 0);
+    ASSERT_TRUE(q->flush(1, Done::cb, &f).ok());
+    ASSERT_TRUE(wait_done(*q, f));
+    ASSERT_EQ(f.cpl.status, 0);
+    // Requests in flight when the daemon dies: the daemon is stopped (SIGSTOP) so they cannot
+    // complete, then killed.
+    kill(daemon->pid(), SIGSTOP);
+    std::vector<Done> pending(4);
+    for (auto& p : pending) ASSERT_TRUE(q->read(1, 0, 1, buf, Done::cb, &p).ok());
+    daemon->stop(SIGKILL);
+    std::uint64_t t0 = monotonic_ns();
+    Result<std::uint32_t> r = 0u;
+    while ((r = q->wait(100)).ok() && monotonic_ns() - t0 < 5'000'000'000ull) {
+    }
+    double detect_ms = static_cast<double>(monotonic_ns() - t0) / 1e6;
+    EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+    EXPECT_LT(detect_ms, 1000.0) << "took " << detect_ms << " ms to see the daemon was gone";
+    for (auto& p : pending) {
+      EXPECT_TRUE(p.done);
+      EXPECT_EQ(p.cpl.status, -ECANCELED);
+    }
+    Done after;
+    EXPECT_EQ(q->read(1, 0, 1, buf, Done::cb, &after).code(), StatusCode::kUnavailable);
+    EXPECT_EQ(client->namespace_info(1).status().code(), StatusCode::kUnavailable);
+    std::printf("daemon death seen after %.1f ms\n", detect_ms);
+  }
+  // A restarted daemon accepts a reconnect, and the flushed write is there.
+  NvmuxdProcess restarted(NVMUXD_BINARY, socket, args);
+  ASSERT_TRUE(restarted.ready()) << restarted.output();
+  auto client = Client::connect(socket).value();
+  auto q = client->create_queue(8).value();
+  auto* buf = static_cast<std::byte*>(client->buf_alloc(kBlock));
+  Done r;
+  ASSERT_TRUE(q->read(1, 5, 1, buf, Done::cb, &r).ok());
+  ASSERT_TRUE(wait_done(*q, r));
+  EXPECT_EQ(r.cpl.status, 0);
+  EXPECT_EQ(std::memcmp(buf, expect.data(), kBlock), 0);
+  q.reset();
+  client.reset();
+  std::filesystem::remove(image);
+}
+
+class ServicePolicy : public Service {
+ protected:
+  void SetUp() override {}
+  void start_with(const std::string& json) {
+    policy_ = temp_path("policy.json");
+    std::ofstream(policy_) << json;
+    start({"--ns", "ram:size=16M", "--ns", "ram:size=16M", "--policy", policy_});
+  }
+  void TearDown() override {
+    if (!policy_.empty()) std::filesystem::remove(policy_);
+  }
+  std::string policy_;
+};
+
+TEST_F(ServicePolicy, AUidThePolicyDoesNotNameIsRefusedAtConnect) {
+  start_with(fmt::format(R"({{"clients": [{{"uid": {}}}]}})", geteuid() + 12345));
+  auto c = Client::connect(socket_);
+  EXPECT_EQ(c.status().code(), StatusCode::kPermissionDenied) << c.status().to_string();
+  EXPECT_NE(c.status().message().find(fmt::format("uid {}", geteuid())), std::string::npos) << c.status().message();
+}
+
+TEST_F(ServicePolicy, ReadOnlyAndLbaRangeGrantsAreEnforcedByTheDaemon) {
+  start_with(fmt::format(R"({{"clients": [{{"uid": {}, "namespaces": [
+      {{"nsid": 1, "access": "ro"}}, {{"nsid": 2, "access": "rw", "lba_ranges": [[100, 199]]}}]}}]}})",
+                         geteuid()));
+  auto client = connect();
+  ASSERT_TRUE(client);
+  EXPECT_TRUE(client->namespace_info(1)->read_only);
+  EXPECT_FALSE(client->namespace_info(2)->read_only);
+  auto q = client->create_queue(4).value();
+  auto* buf = static_cast<std::byte*>(client->buf_alloc(kBlock));
+  std::memset(buf, 0x5a, kBlock);
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->write(1, 0, 1, buf, Done::cb, d); }).status, -EACCES);
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->write_zeroes(1, 0, 1, Done::cb, d); }).status, -EACCES);
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->deallocate(1, 0, 1, Done::cb, d); }).status, -EACCES);
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->read(1, 0, 1, buf, Done::cb, d); }).status, 0);
+  for (std::size_t i = 0; i < kBlock; ++i) ASSERT_EQ(buf[i], std::byte{0}) << "a refused write changed the data";
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->write(2, 150, 1, buf, Done::cb, d); }).status, 0);
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->write(2, 99, 1, buf, Done::cb, d); }).status, -EACCES);
+  auto* two = static_cast<std::byte*>(client->buf_alloc(2 * kBlock));
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->read(2, 199, 2, two, Done::cb, d); }).status, -EACCES);  // crosses the end
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->read(2, 200, 1, buf, Done::cb, d); }).status, -EACCES);
+}
+
+TEST_F(ServicePolicy, ABadPolicyFileStopsTheDaemonWithItsReason) {
+  policy_ = temp_path("policy.json");
+  std::ofstream(policy_) << R"({"clients": [{"uid": 0, "namespaces": [{"nsid": 1, "access": "rx"}]}]})";
+  NvmuxdProcess bad(NVMUXD_BINARY, temp_path("sock"), {"--policy", policy_, "--cores", "0"}, 5000);
+  EXPECT_FALSE(bad.ready());
+  int status = bad.stop(SIGTERM, 5000);
+  EXPECT_TRUE(status == -1 || (WIFEXITED(status) && WEXITSTATUS(status) == 2)) << status;
+}
+
+TEST_F(Service, TheCApiWorksFromC) {
+  std::string cmd = fmt::format("{} {}", C_API_TEST_BINARY, socket_);
+  int status = std::system(cmd.c_str());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << cmd << " exited " << status;
+}
+
+}  // namespace
+}  // namespace nvmux::service
