@@ -10,3 +10,17 @@ nvmux_gtest(service_test SOURCES integration/service_test.cpp DEPS nvmux_client 
 add_dependencies(service_test nvmuxd c_api_test)
 target_compile_definitions(service_test PRIVATE NVMUXD_BINARY="$<TARGET_FILE:nvmuxd>"
                                                 C_API_TEST_BINARY="$<TARGET_FILE:c_api_test>")
+
+# A downstream build: cmake --install, then the C example through pkg-config and find_package.
+add_test(NAME nvmux_install_pkgconfig
+         COMMAND ${PROJECT_SOURCE_DIR}/tests/integration/install_test.sh ${PROJECT_BINARY_DIR} ${PROJECT_SOURCE_DIR})
+set_tests_properties(nvmux_install_pkgconfig PROPERTIES LABELS integration TIMEOUT 300
+                     PASS_REGULAR_EXPRESSION "both ran against the installed nvmuxd")
+
+# nvmux-verify: bad usage is exit 2 with the flag named; no daemon is exit 1 saying so.
+add_test(NAME nvmux_verify_rejects_bad_partition COMMAND nvmux-verify --partition 4/4)
+set_tests_properties(nvmux_verify_rejects_bad_partition PROPERTIES LABELS integration
+                     PASS_REGULAR_EXPRESSION "--partition '4/4': expected K/N")
+add_test(NAME nvmux_verify_without_daemon COMMAND nvmux-verify --socket /tmp/nvmux-test-no-daemon.sock -t 1)
+set_tests_properties(nvmux_verify_without_daemon PROPERTIES LABELS integration
+                     PASS_REGULAR_EXPRESSION "nvmuxd is not running at /tmp/nvmux-test-no-daemon.sock")
