@@ -100,7 +100,8 @@ Result<ControlMessage> Client::call(ControlMessage request, int* fd_out) {
   }
   auto received = receive_control(socket_, kControlReplyTimeoutMs);
   if (!received.ok()) {
-    if (received.status().code() == StatusCode::kUnavailable) mark_gone();
+    // A reply that never came (or came broken) leaves the channel out of step: the session is over.
+    mark_gone();
     return received.status();
   }
   // Whatever happens below, an attached descriptor is ours to close unless handed out.

@@ -142,6 +142,11 @@ Status Daemon::open_socket() {
     return Status::error(StatusCode::kAlreadyExists, "another nvmuxd is serving {}; stop it or pick another --socket",
                          socket_path_);
   }
+  struct stat st {};
+  if (err == ECONNREFUSED && ::lstat(socket_path_.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+    return Status::error(StatusCode::kAlreadyExists, "--socket {} exists and is not a socket; not replacing it",
+                         socket_path_);
+  }
   if (err == ECONNREFUSED) {
     NVMUX_LOG_INFO("replacing the stale socket file {} (no daemon answers it)", socket_path_);
     ::unlink(socket_path_.c_str());

@@ -143,7 +143,8 @@ PollerResult Owner::poll() {
   wake_clients();
   finish_closed();
   std::uint64_t now = monotonic_ns();
-  if (work != 0) {
+  // Commands on the device: keep polling for their completions (the reactor must not sleep).
+  if (work != 0 || qpair_->outstanding() != 0) {
     last_work_ns_ = now;
     if (armed_) arm_idle(false);
     return PollerResult::kBusy;
