@@ -16,6 +16,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <utility>
 
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
@@ -671,9 +672,9 @@ Result<std::unique_ptr<QueuePair>> UringController::create_io_qpair(const QueueP
   std::uint16_t qid = 0;
   {
     std::lock_guard lock(mutex_);
-    for (std::uint16_t q = 1; q < qid_in_use_.size(); ++q) {
+    for (std::size_t q = 1; q < qid_in_use_.size(); ++q) {
       if (!qid_in_use_[q]) {
-        qid = q;
+        qid = static_cast<std::uint16_t>(q);
         break;
       }
     }
@@ -734,7 +735,7 @@ Result<CompletionEntry> UringController::admin_command(const SubmissionEntry& co
       auto* id = reinterpret_cast<IdentifyController*>(out);
       auto put = [](char* field, std::size_t width, const std::string& text) {
         std::memset(field, ' ', width);
-        std::memcpy(field, text.data(), std::min(width, text.size()));
+        std::copy_n(text.data(), std::min(width, text.size()), field);  // space-padded, not NUL-terminated
       };
       id->vid = info_.vendor_id;
       put(id->sn, sizeof(id->sn), info_.serial);
@@ -777,7 +778,7 @@ Result<CompletionEntry> UringController::admin_command(const SubmissionEntry& co
 }
 
 ControllerFactory UringController::factory(UringOptions base) {
-  return [base](const ControllerSpec& spec) -> Result<std::unique_ptr<Controller>> {
+  return [base = std::move(base)](const ControllerSpec& spec) -> Result<std::unique_ptr<Controller>> {
     UringOptions options = base;
     options.name = spec.name;
     options.namespaces.clear();
