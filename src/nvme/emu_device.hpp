@@ -28,7 +28,7 @@ namespace nvmux::nvme {
 class NamespaceStore {
  public:
   // Errors: kInvalidArgument (block size not 512/4096, 0 blocks, kFile without a path),
-  // kInternal (open/ftruncate/mmap failed).
+  // the errno code of a failed open/ftruncate/mmap (Status::from_errno).
   static Result<std::unique_ptr<NamespaceStore>> open(const NamespaceSpec& spec);
   ~NamespaceStore();
   NamespaceStore(const NamespaceStore&) = delete;
