@@ -130,10 +130,6 @@ class EmuDevice {
   std::uint16_t delete_cq(const SubmissionEntry& c);
   std::uint16_t identify(const SubmissionEntry& c);
   bool any_io_queue() const;
-  static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
-    // Only step() (serialised) writes counters: load+store, relaxed, readers tolerate staleness.
-    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
 
   const Config config_;
   const std::shared_ptr<DmaArena> arena_;
@@ -160,6 +156,7 @@ class EmuDevice {
   std::atomic<bool> has_faults_{false};
   std::vector<ActiveFault> faults_;
 
+  // Counters: only step() (serialised) writes them, through single_writer_add; readers on any thread.
   std::atomic<std::uint64_t> commands_{0};
   std::atomic<std::uint64_t> admin_commands_{0};
   std::atomic<std::uint64_t> completions_posted_{0};

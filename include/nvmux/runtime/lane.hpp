@@ -79,11 +79,6 @@ struct Lane {
   bool moved_this_poll = false;           // consumer-private: this poll freed slots
   Histogram batch_sizes;
   Histogram latency_ns;
-
-  static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
-    // Single writer: relaxed load+store, no locked instruction.
-    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
 };
 
 // The lanes one sender owns, keyed by the target thread's process-unique serial. One per foreign
