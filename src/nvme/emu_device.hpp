@@ -16,11 +16,11 @@
 #include <string>
 #include <vector>
 
+#include "nvmux/common/cache_line.hpp"
 #include "nvmux/nvme/controller.hpp"
 #include "nvmux/nvme/dma.hpp"
 #include "nvmux/nvme/emu.hpp"
 #include "nvmux/nvme/spec.hpp"
-#include "nvmux/ring/spsc_ring.hpp"
 
 namespace nvmux::nvme {
 

@@ -25,6 +25,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "nvmux/common/cache_line.hpp"
 #include "nvmux/common/histogram.hpp"
 #include "nvmux/ring/spsc_ring.hpp"
 #include "nvmux/runtime/message.hpp"

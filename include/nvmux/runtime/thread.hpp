@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "nvmux/common/cache_line.hpp"
 #include "nvmux/common/status.hpp"
 #include "nvmux/runtime/lane.hpp"
 
