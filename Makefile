@@ -5,6 +5,8 @@
 #   make test            build (release) and run the whole test suite with CTest
 #   make test-sanitize   every test under ASan+UBSan, and every concurrency test under TSan
 #   make bench           build and run the benchmarks (side by side, medians, ratios)
+#   make format          apply .clang-format to every tracked C/C++ file
+#   make lint            check formatting of every tracked C/C++ file, then clang-tidy (.clang-tidy)
 #   make build           just build the release preset
 #   make clean           remove build/
 
@@ -15,7 +17,7 @@ CTEST_ARGS ?=
 # The configured build.ninja files are real outputs, not intermediates make may delete.
 .PRECIOUS: build/%/build.ninja
 
-.PHONY: all deps build demo test test-sanitize test-asan test-tsan bench clean
+.PHONY: all deps build demo test test-sanitize test-asan test-tsan bench format lint clean
 
 all: build
 
@@ -47,6 +49,13 @@ test-sanitize: test-asan test-tsan
 
 bench: build-release
 	@scripts/bench
+
+format: deps
+	@git ls-files -z -- '*.c' '*.cc' '*.cpp' '*.h' '*.hpp' | xargs -0 clang-format -i
+
+# clang-tidy reads the release preset's compile database, so only a configure is needed.
+lint: deps build/release/build.ninja
+	@JOBS=$(JOBS) scripts/lint build/release
 
 clean:
 	rm -rf build

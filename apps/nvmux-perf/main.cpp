@@ -35,7 +35,8 @@ std::vector<int> parse_cores(const std::string& list) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// An exception escaping main ends the tool with its what() on stderr, which is what a CLI wants.
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   nvmux::init_logging("warn");
   CLI::App app{"nvmux-perf: drive NVMe queue pairs (emu or io_uring backend) with an spdk_nvme_perf-style workload"};
   std::string backend = "emu", pattern = "randread", cores, json_path, emu_engine = "thread";

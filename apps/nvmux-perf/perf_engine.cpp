@@ -451,6 +451,7 @@ Result<PerfReport> run_perf(const PerfParams& params, const ProgressFn& progress
   }
 
   std::vector<std::thread> threads;
+  threads.reserve(workers.size());
   for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
   auto wait_start = std::chrono::steady_clock::now();
   while (shared.ready.load(std::memory_order_acquire) < workers.size()) {

@@ -4,6 +4,8 @@
 #include <bit>
 #include <cmath>
 
+#include "nvmux/common/counter.hpp"
+
 namespace nvmux {
 
 std::size_t Histogram::bucket_of(std::uint64_t value) {
@@ -24,17 +26,18 @@ std::uint64_t Histogram::bucket_upper(std::size_t bucket) {
 
 void Histogram::record_n(std::uint64_t value, std::uint64_t n) {
   if (n == 0) return;
-  add(buckets_[bucket_of(value)], n);
-  add(count_, n);
-  add(sum_, value * n);
+  single_writer_add(buckets_[bucket_of(value)], n);
+  single_writer_add(count_, n);
+  single_writer_add(sum_, value * n);
   if (value < min_.load(std::memory_order_relaxed)) min_.store(value, std::memory_order_relaxed);
   if (value > max_.load(std::memory_order_relaxed)) max_.store(value, std::memory_order_relaxed);
 }
 
 void Histogram::merge(const Histogram& other) {
-  for (std::size_t i = 0; i < kBuckets; ++i) add(buckets_[i], other.buckets_[i].load(std::memory_order_relaxed));
-  add(count_, other.count());
-  add(sum_, other.sum_.load(std::memory_order_relaxed));
+  for (std::size_t i = 0; i < kBuckets; ++i)
+    single_writer_add(buckets_[i], other.buckets_[i].load(std::memory_order_relaxed));
+  single_writer_add(count_, other.count());
+  single_writer_add(sum_, other.sum_.load(std::memory_order_relaxed));
   min_.store(std::min(min_.load(std::memory_order_relaxed), other.min_.load(std::memory_order_relaxed)),
              std::memory_order_relaxed);
   max_.store(std::max(max(), other.max()), std::memory_order_relaxed);

@@ -21,13 +21,53 @@ std::string_view to_string(StatusCode code) {
     case StatusCode::kUnsupported: return "unsupported";
     case StatusCode::kPermissionDenied: return "permission denied";
     case StatusCode::kOutOfRange: return "out of range";
+    case StatusCode::kResourceExhausted: return "resource exhausted";
     case StatusCode::kInternal: return "internal error";
   }
   return "unknown status";
 }
 
+StatusCode status_code_for_errno(int err) {
+  switch (err) {
+    case ENOENT: return StatusCode::kNotFound;
+    case EACCES:
+    case EPERM: return StatusCode::kPermissionDenied;
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+      return StatusCode::kWouldBlock;
+    case ENOMEM:
+    case ENOSPC:
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case EDQUOT: return StatusCode::kResourceExhausted;
+    case ETIMEDOUT: return StatusCode::kTimeout;
+    case EEXIST: return StatusCode::kAlreadyExists;
+    case EINVAL: return StatusCode::kInvalidArgument;
+    case EIO: return StatusCode::kIoError;
+    case ENOTCONN:
+    case ECONNREFUSED:
+    case ECONNRESET:
+    case EPIPE: return StatusCode::kUnavailable;
+    case ECANCELED: return StatusCode::kAborted;
+    case ERANGE:
+    case EOVERFLOW: return StatusCode::kOutOfRange;
+    case ENOTSUP:
+#if EOPNOTSUPP != ENOTSUP
+    case EOPNOTSUPP:
+#endif
+    case ENOSYS: return StatusCode::kUnsupported;
+    case EBADMSG: return StatusCode::kCorruption;
+    default: return StatusCode::kInternal;
+  }
+}
+
 Status Status::from_errno(int err, std::string_view what) {
-  return Status(StatusCode::kInternal, fmt::format("{}: {} (errno {})", what, std::strerror(err), err));
+  Status s(status_code_for_errno(err), fmt::format("{}: {} (errno {})", what, std::strerror(err), err));
+  if (err > 0) s.sys_errno_ = err;
+  return s;
 }
 
 std::string Status::to_string() const {
@@ -36,6 +76,7 @@ std::string Status::to_string() const {
 }
 
 int Status::to_errno() const {
+  if (sys_errno_ != 0) return -sys_errno_;
   switch (code_) {
     case StatusCode::kOk: return 0;
     case StatusCode::kInvalidArgument: return -EINVAL;
@@ -52,6 +93,7 @@ int Status::to_errno() const {
     case StatusCode::kUnsupported: return -ENOTSUP;
     case StatusCode::kPermissionDenied: return -EACCES;
     case StatusCode::kOutOfRange: return -ERANGE;
+    case StatusCode::kResourceExhausted: return -ENOMEM;
     case StatusCode::kInternal: return -EFAULT;
   }
   return -EFAULT;

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "prp.hpp"
 
@@ -139,7 +140,7 @@ std::optional<FaultRule> EmuDevice::match_fault(std::uint16_t qid, std::uint8_t 
       continue;
     }
     if (f.rule.count != 0 && --f.hits_left == 0) f.exhausted = true;
-    add(faults_injected_, 1);
+    single_writer_add(faults_injected_, 1);
     return f.rule;
   }
   return std::nullopt;
@@ -209,7 +210,7 @@ std::size_t EmuDevice::fetch(std::uint16_t qid, std::size_t max_commands, std::u
   // Acquire: the driver wrote the entries before it released the tail.
   std::uint32_t tail = sq_tail_doorbell(qid).load(std::memory_order_acquire);
   if (tail >= sq.entries) {
-    add(invalid_doorbell_writes_, 1);
+    single_writer_add(invalid_doorbell_writes_, 1);
     return 0;
   }
   std::size_t n = 0;
@@ -221,7 +222,7 @@ std::size_t EmuDevice::fetch(std::uint16_t qid, std::size_t max_commands, std::u
     if (++sq.head == sq.entries) sq.head = 0;
     std::uint16_t sq_head = static_cast<std::uint16_t>(sq.head);
     ++n;
-    add(commands_, 1);
+    single_writer_add(commands_, 1);
     std::optional<FaultRule> fault = match_fault(qid, cmd.opcode);
     std::uint32_t cdw0 = 0;
     std::uint16_t status;
@@ -260,7 +261,7 @@ std::size_t EmuDevice::post(std::uint64_t t) {
     // Acquire: the driver finished reading the slots before it released the head.
     std::uint32_t head = cq_head_doorbell(static_cast<std::uint16_t>(q)).load(std::memory_order_acquire);
     if (head >= cq.entries) {
-      add(invalid_doorbell_writes_, 1);
+      single_writer_add(invalid_doorbell_writes_, 1);
       continue;
     }
     while (true) {
@@ -276,7 +277,7 @@ std::size_t EmuDevice::post(std::uint64_t t) {
       }
       std::uint32_t next_tail = cq.tail + 1 == cq.entries ? 0 : cq.tail + 1;
       if (next_tail == head) {  // full: one slot always stays empty
-        add(cq_full_stalls_, 1);
+        single_writer_add(cq_full_stalls_, 1);
         break;
       }
       CompletionEntry& slot = cq.base[cq.tail];
@@ -299,7 +300,7 @@ std::size_t EmuDevice::post(std::uint64_t t) {
       ++posted;
     }
   }
-  add(completions_posted_, posted);
+  single_writer_add(completions_posted_, posted);
   return posted;
 }
 
@@ -340,7 +341,7 @@ std::uint16_t EmuDevice::execute_io(const SubmissionEntry& c) {
       if (ns.is_null()) return kOk;
       bool read = opcode == NvmOpcode::kRead;
       std::uint16_t s = transfer(c.prp1, c.prp2, bytes, ns.data() + slba * ns.block_size(), read);
-      if (s == kOk) add(read ? bytes_read_ : bytes_written_, bytes);
+      if (s == kOk) single_writer_add(read ? bytes_read_ : bytes_written_, bytes);
       return s;
     }
     case NvmOpcode::kFlush: return ns.sync() ? kOk : st(GenericStatus::kInternalDeviceError);
@@ -468,7 +469,7 @@ std::uint16_t EmuDevice::delete_cq(const SubmissionEntry& c) {
 }
 
 std::uint16_t EmuDevice::execute_admin(const SubmissionEntry& c, std::uint32_t& cdw0) {
-  add(admin_commands_, 1);
+  single_writer_add(admin_commands_, 1);
   switch (static_cast<AdminOpcode>(c.opcode)) {
     case AdminOpcode::kIdentify: return identify(c);
     case AdminOpcode::kCreateIoCq: return create_cq(c);

@@ -16,11 +16,11 @@
 #include <string>
 #include <vector>
 
+#include "nvmux/common/cache_line.hpp"
 #include "nvmux/nvme/controller.hpp"
 #include "nvmux/nvme/dma.hpp"
 #include "nvmux/nvme/emu.hpp"
 #include "nvmux/nvme/spec.hpp"
-#include "nvmux/ring/spsc_ring.hpp"
 
 namespace nvmux::nvme {
 
@@ -28,7 +28,7 @@ namespace nvmux::nvme {
 class NamespaceStore {
  public:
   // Errors: kInvalidArgument (block size not 512/4096, 0 blocks, kFile without a path),
-  // kInternal (open/ftruncate/mmap failed).
+  // the errno code of a failed open/ftruncate/mmap (Status::from_errno).
   static Result<std::unique_ptr<NamespaceStore>> open(const NamespaceSpec& spec);
   ~NamespaceStore();
   NamespaceStore(const NamespaceStore&) = delete;
@@ -130,10 +130,6 @@ class EmuDevice {
   std::uint16_t delete_cq(const SubmissionEntry& c);
   std::uint16_t identify(const SubmissionEntry& c);
   bool any_io_queue() const;
-  static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
-    // Only step() (serialised) writes counters: load+store, relaxed, readers tolerate staleness.
-    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
 
   const Config config_;
   const std::shared_ptr<DmaArena> arena_;
@@ -160,6 +156,7 @@ class EmuDevice {
   std::atomic<bool> has_faults_{false};
   std::vector<ActiveFault> faults_;
 
+  // Counters: only step() (serialised) writes them, through single_writer_add; readers on any thread.
   std::atomic<std::uint64_t> commands_{0};
   std::atomic<std::uint64_t> admin_commands_{0};
   std::atomic<std::uint64_t> completions_posted_{0};

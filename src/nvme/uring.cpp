@@ -16,7 +16,9 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <utility>
 
+#include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
 #include "prp.hpp"
@@ -31,11 +33,6 @@ constexpr std::size_t kMaxSegmentsPerTransfer = (QueuePair::kMaxTransferBytesLim
 constexpr std::size_t kMaxRegisteredBufferBytes = std::size_t{1} << 30;  // the kernel's per-buffer cap
 
 std::uint16_t st(GenericStatus s, bool dnr = false) { return make_status(s, dnr); }
-
-// Single writer, readers on any thread.
-void bump(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) {
-  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
 
 }  // namespace
 
@@ -231,13 +228,13 @@ class UringController::Transport final : public QueueTransport {
 
   void submit(std::uint32_t queued) {
     int rc = io_uring_submit(&ring_);
-    bump(counters_.submit_calls);
+    single_writer_add(counters_.submit_calls);
     if (rc >= 0) {
-      bump(counters_.sqes, static_cast<std::uint64_t>(rc));
+      single_writer_add(counters_.sqes, static_cast<std::uint64_t>(rc));
       return;
     }
     // The SQEs stay in the ring and go with the next submit that succeeds.
-    bump(counters_.refused_submits);
+    single_writer_add(counters_.refused_submits);
     if (rc == -EEXIST) {
       // IORING_SETUP_SINGLE_ISSUER: the kernel refuses a thread that is not the ring's owner. Only
       // reachable when the qpair's own owner check is switched off (a test-only option).
@@ -263,7 +260,7 @@ class UringController::Transport final : public QueueTransport {
     s.ranges.clear();
 
     auto reject = [&](std::uint16_t status) -> std::uint32_t {
-      bump(counters_.rejected);
+      single_writer_add(counters_.rejected);
       s.status = status;
       finish(index);
       return 0;
@@ -360,7 +357,7 @@ class UringController::Transport final : public QueueTransport {
     const int fd = static_cast<int>(file_index);
     if (!aligned) {
       // O_DIRECT cannot take this memory: go through an aligned copy.
-      bump(counters_.bounced);
+      single_writer_add(counters_.bounced);
       if (s.bounce == nullptr) {
         void* p = nullptr;
         std::size_t cap = std::max<std::size_t>(ctrl_->info_.max_transfer_bytes, QueuePair::kMaxTransferBytesLimit);
@@ -380,14 +377,14 @@ class UringController::Transport final : public QueueTransport {
       }
     } else if (s.iov.size() == 1 && fixed_buffers_ &&
                ctrl_->arena_->owns(static_cast<std::byte*>(s.iov[0].iov_base), s.iov[0].iov_len)) {
-      bump(counters_.fixed_rw);
+      single_writer_add(counters_.fixed_rw);
       if (read) {
         io_uring_prep_read_fixed(sqe, fd, s.iov[0].iov_base, static_cast<unsigned>(bytes), offset, 0);
       } else {
         io_uring_prep_write_fixed(sqe, fd, s.iov[0].iov_base, static_cast<unsigned>(bytes), offset, 0);
       }
     } else {
-      bump(counters_.vectored_rw);
+      single_writer_add(counters_.vectored_rw);
       NVMUX_ASSERT(s.iov.size() <= kMaxSegmentsPerTransfer, "{} PRP pieces in one transfer", s.iov.size());
       if (read) {
         io_uring_prep_readv(sqe, fd, s.iov.data(), static_cast<unsigned>(s.iov.size()), offset);
@@ -429,7 +426,7 @@ class UringController::Transport final : public QueueTransport {
     Slot& s = slots_[index];
     --in_kernel_;
     if (res < 0) {
-      bump(counters_.kernel_errors);
+      single_writer_add(counters_.kernel_errors);
       if (s.status == 0) {
         s.err = -res;
         s.status = errno_to_status(-res, s.opcode);
@@ -672,9 +669,9 @@ Result<std::unique_ptr<QueuePair>> UringController::create_io_qpair(const QueueP
   std::uint16_t qid = 0;
   {
     std::lock_guard lock(mutex_);
-    for (std::uint16_t q = 1; q < qid_in_use_.size(); ++q) {
+    for (std::size_t q = 1; q < qid_in_use_.size(); ++q) {
       if (!qid_in_use_[q]) {
-        qid = q;
+        qid = static_cast<std::uint16_t>(q);
         break;
       }
     }
@@ -741,7 +738,7 @@ Result<CompletionEntry> UringController::admin_command(const SubmissionEntry& co
       auto* id = reinterpret_cast<IdentifyController*>(out);
       auto put = [](char* field, std::size_t width, const std::string& text) {
         std::memset(field, ' ', width);
-        std::memcpy(field, text.data(), std::min(width, text.size()));
+        std::copy_n(text.data(), std::min(width, text.size()), field);  // space-padded, not NUL-terminated
       };
       id->vid = info_.vendor_id;
       put(id->sn, sizeof(id->sn), info_.serial);
@@ -784,7 +781,7 @@ Result<CompletionEntry> UringController::admin_command(const SubmissionEntry& co
 }
 
 ControllerFactory UringController::factory(UringOptions base) {
-  return [base](const ControllerSpec& spec) -> Result<std::unique_ptr<Controller>> {
+  return [base = std::move(base)](const ControllerSpec& spec) -> Result<std::unique_ptr<Controller>> {
     UringOptions options = base;
     options.name = spec.name;
     options.namespaces.clear();

@@ -7,6 +7,7 @@
 
 #include "fence.hpp"
 #include "futex.hpp"
+#include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
 
@@ -103,7 +104,7 @@ void Reactor::handle_moves_and_exits() {
     int destination = thread->move_request_.exchange(-1, std::memory_order_acq_rel);  // rare: a move
     if (destination < 0 || destination == index_) continue;
     threads_.erase(threads_.begin() + static_cast<std::ptrdiff_t>(i));
-    Thread::add_counter(thread->moves_, 1);
+    single_writer_add(thread->moves_, 1);
     // The hand-over lock orders our last poll of the thread before the destination's first.
     runtime_.reactors_[static_cast<std::size_t>(destination)]->adopt(thread);
   }
@@ -137,10 +138,10 @@ void Reactor::sleep_until_work(std::uint64_t now_us) {
     sleep_word_.store(0, std::memory_order_relaxed);
     return;
   }
-  Thread::add_counter(sleeps, 1);
+  single_writer_add(sleeps, 1);
   futex_wait(sleep_word_, 1, timeout_us);
   // 0 here means a waker cleared it (and made the syscall); 1 means a timer or a spurious return.
-  if (sleep_word_.exchange(0, std::memory_order_acquire) == 0) Thread::add_counter(wakeups, 1);
+  if (sleep_word_.exchange(0, std::memory_order_acquire) == 0) single_writer_add(wakeups, 1);
 }
 
 void Reactor::run() {
@@ -163,8 +164,8 @@ void Reactor::run() {
       next_sched_us_ = now_us + options.scheduler_period_us;
     }
     std::uint64_t spent = read_tsc() - start_tsc;
-    Thread::add_counter(busy ? busy_tsc : idle_tsc, spent);
-    Thread::add_counter(iterations, 1);
+    single_writer_add(busy ? busy_tsc : idle_tsc, spent);
+    single_writer_add(iterations, 1);
     if (exit_requested_.load(std::memory_order_acquire)) break;  // pairs with request_exit's release
     if (busy) {
       last_busy_us_ = now_us;
@@ -173,7 +174,7 @@ void Reactor::run() {
       sleep_until_work(now_us);
     } else if (options.idle_yield_after_polls != 0 && ++idle_polls >= options.idle_yield_after_polls) {
       sched_yield();  // nothing to do: let whatever shares the core run (a no-op when nothing does)
-      Thread::add_counter(yields, 1);
+      single_writer_add(yields, 1);
     } else if (threads_.empty()) {
       cpu_relax();
     }

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "nvmux/common/cache_line.hpp"
 #include "nvmux/runtime/runtime.hpp"
 
 namespace nvmux::detail {

@@ -7,6 +7,7 @@
 
 #include "fence.hpp"
 #include "futex.hpp"
+#include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
 #include "reactor.hpp"
@@ -243,7 +244,7 @@ std::uint64_t Runtime::drop_all_queued() {
   for (auto& lane : lanes_) {
     std::size_t n =
         lane->ring.consume([](detail::Message& m) { m.drop(); }, static_cast<std::size_t>(lane->ring.capacity()));
-    detail::Lane::add(lane->dropped, n);
+    single_writer_add(lane->dropped, n);
     total += n;
   }
   note_dropped(total);

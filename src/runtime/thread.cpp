@@ -5,6 +5,7 @@
 #include "fence.hpp"
 #include "futex.hpp"
 #include "lane_access.hpp"
+#include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/runtime/runtime.hpp"
 #include "reactor.hpp"
@@ -144,8 +145,8 @@ bool Thread::poll(std::uint64_t now_us) {
   if (state_.load(std::memory_order_relaxed) == ThreadState::kExiting && !has_pending_work()) finish_exit();
 
   std::uint64_t spent = read_tsc() - start_tsc;
-  detail::Lane::add(busy ? busy_tsc_ : idle_tsc_, spent);
-  detail::Lane::add(polls_, 1);
+  single_writer_add(busy ? busy_tsc_ : idle_tsc_, spent);
+  single_writer_add(polls_, 1);
   tl_current_thread = previous;
   return busy;
 }
@@ -270,8 +271,8 @@ std::size_t Thread::drain_lane(detail::Lane& lane) {
       },
       want);
   lane.batch_sizes.record(ran);
-  detail::Lane::add(lane.executed, ran);
-  detail::Lane::add(messages_, ran);
+  single_writer_add(lane.executed, ran);
+  single_writer_add(messages_, ran);
   return ran;
 }
 
@@ -284,7 +285,7 @@ std::size_t Thread::forward_lane(detail::Lane& lane) {
   if (!s.ok()) {
     // The target exited (or the runtime stopped): these can never run.
     std::size_t dropped = consumer.consume([](detail::Message& m) { m.drop(); }, want);
-    detail::Lane::add(lane.dropped, dropped);
+    single_writer_add(lane.dropped, dropped);
     runtime_->note_dropped(dropped);
     return dropped;
   }
@@ -309,8 +310,8 @@ std::size_t Thread::forward_lane(detail::Lane& lane) {
   out->sent.store(out->sent_private, std::memory_order_relaxed);  // single writer
   if (out->interrupt_mode) detail::wake_consumer(*out);
   lane.batch_sizes.record(moved);
-  detail::Lane::add(lane.executed, moved);
-  detail::Lane::add(forwarded_, moved);
+  single_writer_add(lane.executed, moved);
+  single_writer_add(forwarded_, moved);
   return moved;
 }
 

@@ -18,7 +18,7 @@
 namespace nvmux {
 
 // Pins the calling OS thread to one core. Errors: kInvalidArgument (core outside the machine),
-// kInternal (sched_setaffinity failed, errno in the message).
+// the code of sched_setaffinity's errno (Status::from_errno; errno kept and in the message).
 Status pin_current_thread(int core);
 // Lets the calling thread run on every core again (undoes pin_current_thread).
 Status unpin_current_thread();

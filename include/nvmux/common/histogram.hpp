@@ -62,10 +62,6 @@ class Histogram {
 
  private:
   void copy_from(const Histogram& other);
-  static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
-    // Single writer: a relaxed load+store is enough and avoids a locked instruction.
-    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
 
   std::array<std::atomic<std::uint64_t>, kBuckets> buckets_{};
   std::atomic<std::uint64_t> count_{0};

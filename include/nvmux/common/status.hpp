@@ -4,7 +4,9 @@
 // Thread-safety: plain values; copy them freely between threads.
 //
 // A Status is either ok() or carries a StatusCode plus a human-readable message that says what was
-// wrong and with which value. At the C ABI a Status becomes a negative errno (to_errno()).
+// wrong and with which value. At the C ABI a Status becomes a negative errno (to_errno()): the
+// errno of the failed system call when the Status came from one (from_errno), otherwise the code's
+// own errno (listed in to_errno in status.cpp).
 // The data path avoids building messages: it returns bool / counts and builds a Status only on the
 // slow, failing path.
 
@@ -22,24 +24,32 @@ namespace nvmux {
 
 enum class StatusCode : int {
   kOk = 0,
-  kInvalidArgument,   // the caller passed a value outside the documented range
-  kWouldBlock,        // the operation could not complete now (ring full, lane full); retry later
-  kCorruption,        // shared state failed validation (untrusted peer, bad header, bad index)
-  kNotFound,          // named object does not exist
-  kAlreadyExists,     // named object exists already
-  kWrongThread,       // an owner-only operation was called from another thread
-  kQueueFull,         // a device queue has no free slot
-  kTimeout,           // a deadline passed
-  kAborted,           // the operation was cancelled (qpair failed, runtime stopped)
-  kIoError,           // the device or kernel reported an error
-  kUnavailable,       // the peer (daemon, device) is gone or not started
-  kUnsupported,       // the feature is not built in or not supported by this backend
-  kPermissionDenied,  // access policy refused the request
-  kOutOfRange,        // an index or address lies outside the object
-  kInternal,          // an unexpected failure of a system call
+  kInvalidArgument,    // the caller passed a value outside the documented range
+  kWouldBlock,         // the operation could not complete now (ring full, lane full); retry later
+  kCorruption,         // shared state failed validation (untrusted peer, bad header, bad index)
+  kNotFound,           // named object does not exist
+  kAlreadyExists,      // named object exists already
+  kWrongThread,        // an owner-only operation was called from another thread
+  kQueueFull,          // a device queue has no free slot
+  kTimeout,            // a deadline passed
+  kAborted,            // the operation was cancelled (qpair failed, runtime stopped)
+  kIoError,            // the device or kernel reported an error
+  kUnavailable,        // the peer (daemon, device) is gone or not started
+  kUnsupported,        // the feature is not built in or not supported by this backend
+  kPermissionDenied,   // access policy refused the request
+  kOutOfRange,         // an index or address lies outside the object
+  kResourceExhausted,  // memory, disk space, file descriptors or locked memory ran out
+  kInternal,           // an unexpected failure (a system call's errno with no code of its own)
 };
 
 std::string_view to_string(StatusCode code);
+
+// The code a system call's errno means: ENOENT kNotFound; EACCES, EPERM kPermissionDenied;
+// EAGAIN/EWOULDBLOCK kWouldBlock; ENOMEM, ENOSPC, EMFILE, ENFILE, ENOBUFS, EDQUOT kResourceExhausted;
+// ETIMEDOUT kTimeout; EEXIST kAlreadyExists; EINVAL kInvalidArgument; EIO kIoError; ENOTCONN,
+// ECONNREFUSED, ECONNRESET, EPIPE kUnavailable; ECANCELED kAborted; ERANGE, EOVERFLOW kOutOfRange;
+// ENOTSUP/EOPNOTSUPP, ENOSYS kUnsupported; EBADMSG kCorruption; any other kInternal.
+StatusCode status_code_for_errno(int err);
 
 class [[nodiscard]] Status {
  public:
@@ -52,7 +62,8 @@ class [[nodiscard]] Status {
   static Status error(StatusCode code, fmt::format_string<Args...> format, Args&&... args) {
     return Status(code, fmt::format(format, std::forward<Args>(args)...));
   }
-  // An error built from errno of a failed system call: "<what>: <strerror> (errno N)".
+  // An error built from errno (positive) of a failed system call: "<what>: <strerror> (errno N)",
+  // its code from status_code_for_errno, and err kept for to_errno().
   static Status from_errno(int err, std::string_view what);
 
   bool ok() const { return code_ == StatusCode::kOk; }
@@ -61,14 +72,18 @@ class [[nodiscard]] Status {
   const std::string& message() const { return message_; }
   // "<code name>: <message>", or "ok".
   std::string to_string() const;
-  // Negative errno for the C ABI (0 when ok).
+  // Negative errno for the C ABI (0 when ok): -sys_errno() when the Status came from a system
+  // call, otherwise the code's errno.
   int to_errno() const;
+  // The errno this Status was built from (from_errno), or 0.
+  int sys_errno() const { return sys_errno_; }
 
   friend bool operator==(const Status& a, StatusCode c) { return a.code_ == c; }
 
  private:
   StatusCode code_ = StatusCode::kOk;
   std::string message_;
+  int sys_errno_ = 0;
 };
 
 // Result<T>: a T or a non-ok Status.

@@ -119,7 +119,7 @@ class DmaArena : public std::enable_shared_from_this<DmaArena> {
   static constexpr std::uint64_t kForeignIovaBase = 0x0000'8000'0000'0000ull;
 
   // Maps `bytes` (rounded up to 4 KiB) of anonymous memory, reserved lazily (MAP_NORESERVE).
-  // Errors: kInvalidArgument (bytes 0), kInternal (mmap failed).
+  // Errors: kInvalidArgument (bytes 0), mmap's errno as its code (Status::from_errno).
   static Result<std::shared_ptr<DmaArena>> create(std::size_t bytes, std::uint64_t iova_base = kDefaultIovaBase);
 
   DmaArena(const DmaArena&) = delete;

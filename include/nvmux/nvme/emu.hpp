@@ -88,8 +88,8 @@ struct EmuDeviceStats {
 class EmuController final : public Controller {
  public:
   // Builds the device and brings it up through CC/CSTS and the admin queue. Errors: kInvalidArgument
-  // (options out of range: block size not 512/4096, no namespaces, limits), kInternal (file or
-  // memory setup), kTimeout/kIoError (bring-up command failed, with the device status).
+  // (options out of range: block size not 512/4096, no namespaces, limits), the errno code of a failed
+  // file or memory setup (Status::from_errno), kTimeout/kIoError (bring-up command failed, with the device status).
   static Result<std::unique_ptr<EmuController>> create(EmuOptions options);
   // A ControllerFactory for the shared test suite: `base` with the spec's name and namespaces.
   static ControllerFactory factory(const EmuOptions& base);

@@ -89,8 +89,9 @@ class UringController final : public Controller {
  public:
   // Opens (or creates) every namespace. Errors: kInvalidArgument (no namespaces, block size not
   // 512/4096, size not a multiple of the block size, a path that is neither a regular file nor a
-  // block device, a missing file without a size, limits out of range), kInternal (open, fallocate,
-  // io_uring setup failed: errno in the message), kUnsupported (O_DIRECT refused by the filesystem).
+  // block device, a missing file without a size, limits out of range), the code of the errno of a
+  // failed open, fallocate or io_uring setup (Status::from_errno: kNotFound, kPermissionDenied,
+  // kResourceExhausted, ...; errno kept and in the message), kUnsupported (O_DIRECT refused by the filesystem).
   static Result<std::unique_ptr<UringController>> create(UringOptions options);
   // A ControllerFactory for the shared test suite: kFile namespaces open their path; kRam
   // namespaces become unlinked temporary files; kNull is refused (there is no null file).

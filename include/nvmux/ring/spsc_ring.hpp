@@ -45,13 +45,11 @@
 #include <utility>
 
 #include "nvmux/common/assert.hpp"
+#include "nvmux/common/cache_line.hpp"
 #include "nvmux/common/status.hpp"
 
 namespace nvmux {
 
-// Fixed, not std::hardware_destructive_interference_size: shared-memory layouts must not depend on
-// compiler flags. 128 also covers the adjacent-line prefetcher on x86.
-inline constexpr std::size_t kCacheLineBytes = 128;
 inline constexpr std::uint64_t kRingMagic = 0x474e4952584d564eull;  // "NVMXRING" in memory order
 inline constexpr std::uint32_t kRingLayoutVersion = 1;
 inline constexpr std::uint64_t kMaxRingCapacity = std::uint64_t{1} << 30;  // slots

@@ -25,6 +25,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "nvmux/common/cache_line.hpp"
 #include "nvmux/common/histogram.hpp"
 #include "nvmux/ring/spsc_ring.hpp"
 #include "nvmux/runtime/message.hpp"
@@ -79,11 +80,6 @@ struct Lane {
   bool moved_this_poll = false;           // consumer-private: this poll freed slots
   Histogram batch_sizes;
   Histogram latency_ns;
-
-  static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
-    // Single writer: relaxed load+store, no locked instruction.
-    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
 };
 
 // The lanes one sender owns, keyed by the target thread's process-unique serial. One per foreign

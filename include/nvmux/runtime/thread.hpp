@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "nvmux/common/cache_line.hpp"
 #include "nvmux/common/status.hpp"
 #include "nvmux/runtime/lane.hpp"
 
@@ -118,10 +119,6 @@ class alignas(kCacheLineBytes) Thread {
   // pollers, advances exit. Returns true when it did any work. Caller: the owning reactor, or
   // Runtime::poll_thread in manual mode.
   bool poll(std::uint64_t now_us);
-  // Single-writer counter bump: relaxed load+store, no locked instruction.
-  static void add_counter(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
-    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
   // Whether a message or a new lane is waiting (consumer side, for the reactor's sleep check).
   bool has_pending_work();
   // Earliest due time of an unpaused timed poller, or UINT64_MAX.

@@ -74,7 +74,7 @@ TEST_F(UringTest, SetUpErrorsSayWhatIsWrong) {
   o.namespaces = {UringNamespace{dir_.string(), 1 << 20, 4096}};
   expect_create_error(o, StatusCode::kInvalidArgument, "neither a regular file nor a block device");
   o.namespaces = {UringNamespace{"/nonexistent-dir/x.img", 1 << 20, 4096}};
-  expect_create_error(o, StatusCode::kInternal, "open /nonexistent-dir/x.img");
+  expect_create_error(o, StatusCode::kNotFound, "open /nonexistent-dir/x.img");
   o.namespaces = {UringNamespace{path("a.img"), 1 << 20, 4096}};
   o.max_transfer_bytes = 3000;
   expect_create_error(o, StatusCode::kInvalidArgument, "max_transfer_bytes 3000");
