@@ -10,6 +10,7 @@
 #include <climits>
 #include <future>
 
+#include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
 
@@ -216,7 +217,7 @@ void Owner::handle(ServiceQueue& q, const IoDescriptor& d) {
   const nvme::NamespaceInfo* ns = nullptr;
   int refused = validate(q, d, ns);
   if (refused != 0) {
-    q.counters.refused.store(q.counters.refused.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    single_writer_add(q.counters.refused);
     ++q.in_flight;  // post() gives it back
     post(q, d.tag, refused, 0, 0);
     return;
@@ -244,15 +245,15 @@ void Owner::handle(ServiceQueue& q, const IoDescriptor& d) {
     post(q, d.tag, s.to_errno(), 0, 0);
     return;
   }
-  in_flight_.store(in_flight_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  q.counters.submitted.store(q.counters.submitted.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  single_writer_add(in_flight_);
+  single_writer_add(q.counters.submitted);
 }
 
 void Owner::on_complete(void* ctx, const nvme::IoCompletion& c) {
   auto* r = static_cast<Request*>(ctx);
   Owner* o = r->owner;
   ServiceQueue& q = *r->queue;
-  o->in_flight_.store(o->in_flight_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  single_writer_add(o->in_flight_, static_cast<std::uint64_t>(-1));  // wraps: minus one
   std::uint16_t nvme_status =
       c.status.code() == StatusCode::kIoError ? static_cast<std::uint16_t>((c.cqe.sct() << 8) | c.cqe.sc()) : 0;
   o->post(q, r->tag, nvme_status_to_errno(c), nvme_status, c.cqe.cdw0);
@@ -263,11 +264,8 @@ void Owner::post(ServiceQueue& q, std::uint64_t tag, int status, std::uint16_t n
   NVMUX_ASSERT(q.in_flight > 0, "owner{}: completion for session {} queue {} with nothing in flight", index_,
                q.session_id, q.index);
   --q.in_flight;
-  auto bump = [](std::atomic<std::uint64_t>& c) {
-    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  };
-  bump(q.counters.completed);
-  if (status != 0) bump(q.counters.errors);
+  single_writer_add(q.counters.completed);
+  if (status != 0) single_writer_add(q.counters.errors);
   if (q.failed) return;  // its rings are no longer trusted; the session is being closed
   IoCompletion c{tag, status, nvme_status, 0, result, 0};
   // Room was reserved when the request was accepted; a full ring means the client broke head.
