@@ -13,14 +13,14 @@ struct done {
   struct nvmux_cpl cpl;
 };
 
-static void on_done(void *ctx, const struct nvmux_cpl *cpl) {
-  struct done *d = ctx;
+static void on_done(void* ctx, const struct nvmux_cpl* cpl) {
+  struct done* d = ctx;
   d->finished = 1;
   d->cpl = *cpl;
 }
 
 /* Waits (sleeping) until `d` finished; returns its status or the error that stopped the wait. */
-static int wait_for(nvmux_queue *q, struct done *d) {
+static int wait_for(nvmux_queue* q, struct done* d) {
   while (!d->finished) {
     int rc = nvmux_queue_wait(q, 1000);
     if (rc < 0) return rc;
@@ -28,14 +28,14 @@ static int wait_for(nvmux_queue *q, struct done *d) {
   return d->cpl.status;
 }
 
-static int fail(const char *what, int err) {
+static int fail(const char* what, int err) {
   fprintf(stderr, "nvmux_hello: %s: %s\n", what, nvmux_strerror(err));
   return 1;
 }
 
-int main(int argc, char **argv) {
-  nvmux_client *client = NULL;
-  nvmux_queue *q = NULL;
+int main(int argc, char** argv) {
+  nvmux_client* client = NULL;
+  nvmux_queue* q = NULL;
   struct nvmux_ns_info ns;
   struct done w = {0}, r = {0};
   int rc = nvmux_connect(argc > 1 ? argv[1] : NULL, &client);
@@ -46,7 +46,7 @@ int main(int argc, char **argv) {
          ns.read_only ? " (read-only)" : "");
   rc = nvmux_queue_create(client, 8, &q);
   if (rc < 0) return fail("queue_create", rc);
-  char *buf = nvmux_buf_alloc(client, ns.block_size);
+  char* buf = nvmux_buf_alloc(client, ns.block_size);
   if (buf == NULL) return fail("buf_alloc", -12);
   memset(buf, 0, ns.block_size);
   strcpy(buf, "hello from C through nvmuxd");

@@ -16,7 +16,8 @@
 #include "nvmux/service/client.hpp"
 #include "verify.hpp"
 
-int main(int argc, char** argv) {
+// An exception escaping main ends the tool with its message (CLI11 and std::bad_alloc only).
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   nvmux::init_logging("warn");
   CLI::App app{"nvmux-verify: random verified writes and reads through nvmuxd"};
   nvmux::verify::VerifyParams p;

@@ -13,7 +13,8 @@
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
 
-int main(int argc, char** argv) {
+// An exception escaping main ends the tool with its message (CLI11 and std::bad_alloc only).
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   CLI::App app{"nvmuxd: one process owns the NVMe device; many client processes share it through it"};
   nvmux::service::DaemonOptions options;
   std::string backend = "emu", cores, emu_engine = "inline", log_level = "info";

@@ -36,25 +36,25 @@ struct nvmux_cpl {
   uint32_t result;      /* completion dword 0 */
 };
 
-typedef void (*nvmux_io_cb)(void *ctx, const struct nvmux_cpl *cpl);
+typedef void (*nvmux_io_cb)(void* ctx, const struct nvmux_cpl* cpl);
 
 /* socket_path NULL: $NVMUX_SOCKET, else the default path (docs/service.md). */
-int nvmux_connect(const char *socket_path, nvmux_client **out);
-void nvmux_disconnect(nvmux_client *client);
-int nvmux_ns_info(nvmux_client *client, uint32_t nsid, struct nvmux_ns_info *out);
-int nvmux_queue_create(nvmux_client *client, uint32_t depth, nvmux_queue **out);
-void nvmux_queue_destroy(nvmux_queue *queue);
-void *nvmux_buf_alloc(nvmux_client *client, size_t bytes); /* in the shared arena, 4 KiB aligned; NULL when exhausted */
-void nvmux_buf_free(nvmux_client *client, void *buf);
-int nvmux_read(nvmux_queue *q, uint32_t nsid, uint64_t lba, uint32_t blocks, void *buf, nvmux_io_cb cb, void *ctx);
-int nvmux_write(nvmux_queue *q, uint32_t nsid, uint64_t lba, uint32_t blocks, const void *buf, nvmux_io_cb cb,
-                void *ctx);
-int nvmux_flush(nvmux_queue *q, uint32_t nsid, nvmux_io_cb cb, void *ctx);
-int nvmux_write_zeroes(nvmux_queue *q, uint32_t nsid, uint64_t lba, uint32_t blocks, nvmux_io_cb cb, void *ctx);
-int nvmux_deallocate(nvmux_queue *q, uint32_t nsid, uint64_t lba, uint32_t blocks, nvmux_io_cb cb, void *ctx);
-int nvmux_queue_poll(nvmux_queue *q, uint32_t max_completions /* 0: all */); /* completions run, or -errno */
-int nvmux_queue_wait(nvmux_queue *q, int timeout_ms); /* sleeps until a completion or the timeout; then polls */
-const char *nvmux_strerror(int err);
+int nvmux_connect(const char* socket_path, nvmux_client** out);
+void nvmux_disconnect(nvmux_client* client);
+int nvmux_ns_info(nvmux_client* client, uint32_t nsid, struct nvmux_ns_info* out);
+int nvmux_queue_create(nvmux_client* client, uint32_t depth, nvmux_queue** out);
+void nvmux_queue_destroy(nvmux_queue* queue);
+void* nvmux_buf_alloc(nvmux_client* client, size_t bytes); /* in the shared arena, 4 KiB aligned; NULL when exhausted */
+void nvmux_buf_free(nvmux_client* client, void* buf);
+int nvmux_read(nvmux_queue* q, uint32_t nsid, uint64_t lba, uint32_t blocks, void* buf, nvmux_io_cb cb, void* ctx);
+int nvmux_write(nvmux_queue* q, uint32_t nsid, uint64_t lba, uint32_t blocks, const void* buf, nvmux_io_cb cb,
+                void* ctx);
+int nvmux_flush(nvmux_queue* q, uint32_t nsid, nvmux_io_cb cb, void* ctx);
+int nvmux_write_zeroes(nvmux_queue* q, uint32_t nsid, uint64_t lba, uint32_t blocks, nvmux_io_cb cb, void* ctx);
+int nvmux_deallocate(nvmux_queue* q, uint32_t nsid, uint64_t lba, uint32_t blocks, nvmux_io_cb cb, void* ctx);
+int nvmux_queue_poll(nvmux_queue* q, uint32_t max_completions /* 0: all */); /* completions run, or -errno */
+int nvmux_queue_wait(nvmux_queue* q, int timeout_ms); /* sleeps until a completion or the timeout; then polls */
+const char* nvmux_strerror(int err);
 
 #ifdef __cplusplus
 }

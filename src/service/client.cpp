@@ -265,8 +265,8 @@ Result<std::uint64_t> Client::arena_offset_of(const void* buf, std::size_t bytes
 
 Queue::Queue(Client& client, std::uint32_t index, std::uint32_t depth, int owner_eventfd, RingProducer<IoDescriptor> sq,
              RingConsumer<IoCompletion> cq, QueueWake* wake)
-    : client_(client), index_(index), depth_(depth), owner_eventfd_(owner_eventfd), sq_(sq), cq_(cq), wake_(wake),
-      slots_(depth), last_liveness_ns_(now_ns()) {
+    : client_(client), index_(index), depth_(depth), owner_eventfd_(owner_eventfd), sq_(std::move(sq)),
+      cq_(std::move(cq)), wake_(wake), slots_(depth), last_liveness_ns_(now_ns()) {
   free_slots_.reserve(depth);
   for (std::uint32_t i = depth; i > 0; --i) free_slots_.push_back(i - 1);
 }

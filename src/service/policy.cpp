@@ -26,7 +26,7 @@ Result<NamespaceGrant> parse_namespace(const json& j, const std::string& where) 
   if (!j.is_object()) return field_error(where, "expected an object {\"nsid\": N, \"access\": \"rw\"|\"ro\"}");
   NamespaceGrant g;
   for (const auto& [key, value] : j.items()) {
-    std::string at = where + "." + key;
+    std::string at = fmt::format("{}.{}", where, key);
     if (key == "nsid") {
       auto v = unsigned_field<std::uint32_t>(value, at, UINT32_MAX);
       if (!v.ok()) return v.status();
@@ -68,7 +68,7 @@ Result<PolicyRule> parse_rule(const json& j, const std::string& where) {
   PolicyRule rule;
   bool namespaces_given = false;
   for (const auto& [key, value] : j.items()) {
-    std::string at = where + "." + key;
+    std::string at = fmt::format("{}.{}", where, key);
     if (key == "uid") {
       auto v = unsigned_field<uid_t>(value, at, UINT32_MAX - 1);
       if (!v.ok()) return v.status();
