@@ -1,6 +1,6 @@
 /* nvmux_hello: the C API end to end. Connects to nvmuxd, writes a block, reads it back, checks it.
  *
- *   cc nvmux_hello.c $(pkg-config --cflags --libs nvmux) -o nvmux_hello
+ *   cc nvmux_hello.c $(pkg-config --cflags --libs nvmux) -o nvmux_hello   # after cmake --install
  *   ./nvmux_hello [SOCKET]          # default: $NVMUX_SOCKET or the default path
  *
  * Exit codes: 0 the data came back intact, 1 an error (printed with nvmux_strerror). */
