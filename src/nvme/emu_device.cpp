@@ -318,7 +318,7 @@ std::uint16_t EmuDevice::transfer(std::uint64_t prp1, std::uint64_t prp2, std::s
 
 std::uint16_t EmuDevice::execute_io(const SubmissionEntry& c) {
   auto opcode = static_cast<NvmOpcode>(c.opcode);
-  if (c.nsid == 0xffffffffu && opcode == NvmOpcode::kFlush) {
+  if (c.nsid == kAllNamespaces && opcode == NvmOpcode::kFlush) {
     for (const auto& ns : namespaces_) {
       if (!ns->sync()) return st(GenericStatus::kInternalDeviceError);
     }

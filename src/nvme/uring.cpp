@@ -27,7 +27,6 @@ namespace nvmux::nvme {
 
 namespace {
 
-constexpr std::uint32_t kAllNamespaces = 0xffffffffu;
 // Largest number of PRP pieces one transfer can have: one per page plus a misaligned first piece.
 constexpr std::size_t kMaxSegmentsPerTransfer = (QueuePair::kMaxTransferBytesLimit / kPageBytes) + 1;
 constexpr std::size_t kMaxRegisteredBufferBytes = std::size_t{1} << 30;  // the kernel's per-buffer cap
