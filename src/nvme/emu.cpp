@@ -142,7 +142,7 @@ Status EmuController::bring_up() {
   QueuePairOptions admin_options;
   admin_options.name = options_.name + "/admin";
   admin_options.sq_entries = n;
-  admin_options.enforce_owner = false;  // admin_mutex_ serialises every user
+  admin_options.access = QueuePairAccess::kCallerSerialised;  // admin_mutex_ serialises every user
   admin_options.timeout_us = options_.admin_timeout_ms * 1000;
   admin_qp_ = std::make_unique<QueuePair>(
       std::make_unique<Transport>(this, 0, std::move(asq).value(), n, std::move(acq).value(), n),
