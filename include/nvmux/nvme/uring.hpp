@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "nvmux/nvme/controller.hpp"
+#include "nvmux/nvme/queue_ids.hpp"
 
 namespace nvmux::nvme {
 
@@ -130,7 +131,7 @@ class UringController final : public Controller {
   std::vector<NamespaceInfo> namespaces_;
 
   mutable std::mutex mutex_;  // qids and closed-queue stats
-  std::vector<bool> qid_in_use_;
+  IoQueueIds qids_;
   UringStats closed_stats_;
   std::vector<Transport*> live_;
 };
