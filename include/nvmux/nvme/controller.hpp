@@ -1,6 +1,6 @@
 #pragma once
-// Controller: the backend-neutral face of an NVMe controller. Backends (emu today; uring and vfio
-// later) implement it; everything above the nvme layer and the shared test suite use only this.
+// Controller: the backend-neutral face of an NVMe controller. Backends (emu, uring; vfio later)
+// implement it; everything above the nvme layer and the shared test suite use only this.
 //
 // Threading: a Controller is thread-safe. create_io_qpair, dma_alloc and admin_command may be
 // called from any thread (they serialise on the controller's own locks, and admin_command blocks

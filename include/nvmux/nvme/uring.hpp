@@ -17,7 +17,7 @@
 //
 // Requests beyond the namespace, above the transfer limit or with bad PRPs are answered by the
 // backend with the NVMe status a controller would give; they never reach the kernel. Kernel
-// errors map to NVMe statuses (table in docs/nvme.md, function errno_to_status below); the positive
+// errors map to NVMe statuses (table in docs/uring.md, function errno_to_status below); the positive
 // errno is kept in the completion's cdw0 for diagnostics.
 //
 // O_DIRECT is the default. A transfer whose memory or length is not aligned to the namespace's
