@@ -1,8 +1,10 @@
 # Deterministic tests: the emu device is stepped by hand, time is a manual clock.
 nvmux_gtest(nvme_unit_test
   SOURCES unit/nvme/spec_test.cpp unit/nvme/qpair_test.cpp unit/nvme/emu_test.cpp unit/nvme/uring_test.cpp
-          unit/nvme/backend_test.cpp
+          unit/nvme/backend_test.cpp unit/nvme/dma_test.cpp unit/nvme/prp_test.cpp
   DEPS nvmux_nvme LABELS unit)
+# prp_test reaches the PRP walker, which lives beside its backends in src/nvme.
+target_include_directories(nvme_unit_test PRIVATE ${PROJECT_SOURCE_DIR}/src/nvme)
 
 # The backend-neutral data-integrity and error suite (ControllerFactory-parameterised). Its
 # emu_thread instance runs the device on its own thread, so it also runs under TSan.

@@ -98,8 +98,8 @@ const char* const kNoDpdk =
     "DPDK (pkg-config libdpdk) was not found when nvmux was configured; run scripts/setup-deps "
     "(it installs libdpdk-dev) and rebuild";
 const char* const kNoRuntime =
-    "the nvmux runtime (CMake target nvmux_runtime) is not part of this build; the lanes modes need "
-    "branch `runtime` merged";
+    "the nvmux runtime (CMake target nvmux_runtime, src/runtime) is not part of this build; the lanes "
+    "modes need it";
 
 std::unique_ptr<Mode> make_mode(const std::string& name) {
   if (name == "mutex") return make_mutex_mode();

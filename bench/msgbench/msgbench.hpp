@@ -119,7 +119,8 @@ nlohmann::json to_json(const SweepReport& report);
 // Throughput against producers (log scales), one line per mode, one panel per consumer count.
 std::string render_svg(const SweepReport& report);
 
-// The four targets of issue 4, evaluated on a report (missing points: not evaluated).
+// The four targets nvmux is held to against SPDK (docs/benchmarks.md, "The targets"), evaluated
+// on a report (missing points: not evaluated).
 struct TargetCheck {
   std::string what;
   double ratio = 0;   // measured

@@ -142,7 +142,7 @@ Status EmuController::bring_up() {
   QueuePairOptions admin_options;
   admin_options.name = options_.name + "/admin";
   admin_options.sq_entries = n;
-  admin_options.enforce_owner = false;  // admin_mutex_ serialises every user
+  admin_options.access = QueuePairAccess::kCallerSerialised;  // admin_mutex_ serialises every user
   admin_options.timeout_us = options_.admin_timeout_ms * 1000;
   admin_qp_ = std::make_unique<QueuePair>(
       std::make_unique<Transport>(this, 0, std::move(asq).value(), n, std::move(acq).value(), n),
@@ -211,15 +211,15 @@ Status EmuController::bring_up() {
                          describe_status(cpl->sct(), cpl->sc()));
   }
   info_.io_queues = static_cast<std::uint16_t>(std::min(cpl->cdw0 & 0xffffu, cpl->cdw0 >> 16) + 1);
-  qid_in_use_.assign(info_.io_queues + 1u, false);
+  qids_.reset(info_.io_queues);
   return {};
 }
 
 EmuController::~EmuController() {
   {
     std::lock_guard lock(qid_mutex_);
-    NVMUX_ASSERT(live_qpairs_ == 0, "{}: destroyed with {} I/O queue pairs alive; destroy them first", name(),
-                 live_qpairs_);
+    NVMUX_ASSERT(qids_.in_use() == 0, "{}: destroyed with {} I/O queue pairs alive; destroy them first", name(),
+                 qids_.in_use());
   }
   admin_qp_.reset();
   if (device_) {
@@ -340,33 +340,20 @@ Status EmuController::delete_device_queues(std::uint16_t qid) {
 
 void EmuController::release_qid(std::uint16_t qid) {
   std::lock_guard lock(qid_mutex_);
-  NVMUX_ASSERT(qid < qid_in_use_.size() && qid_in_use_[qid], "{}: releasing qid {} that is not in use", name(), qid);
-  qid_in_use_[qid] = false;
-  --live_qpairs_;
+  qids_.release(qid, name());
 }
 
 Result<std::unique_ptr<QueuePair>> EmuController::create_io_qpair(const QueuePairOptions& options) {
-  std::uint32_t sq_entries = options.sq_entries;
-  std::uint32_t cq_entries = options.cq_entries == 0 ? sq_entries : options.cq_entries;
-  if (sq_entries < 2 || sq_entries > kMaxQueueEntriesSpec || cq_entries < 2 || cq_entries > kMaxQueueEntriesSpec) {
-    return Status::error(StatusCode::kInvalidArgument, "{}: queue of {} SQ / {} CQ entries outside [2, {}]", name(),
-                         sq_entries, cq_entries, kMaxQueueEntriesSpec);
-  }
+  auto entries = io_queue_entries(name(), options, kMaxQueueEntriesSpec);
+  if (!entries.ok()) return entries.status();
+  std::uint32_t sq_entries = entries->sq;
+  std::uint32_t cq_entries = entries->cq;
   std::uint16_t qid = 0;
   {
     std::lock_guard lock(qid_mutex_);
-    for (std::size_t q = 1; q < qid_in_use_.size(); ++q) {
-      if (!qid_in_use_[q]) {
-        qid = static_cast<std::uint16_t>(q);
-        break;
-      }
-    }
-    if (qid == 0) {
-      return Status::error(StatusCode::kUnavailable, "{}: all {} I/O queues the device granted are in use", name(),
-                           info_.io_queues);
-    }
-    qid_in_use_[qid] = true;
-    ++live_qpairs_;
+    auto acquired = qids_.acquire(name(), "the device granted");
+    if (!acquired.ok()) return acquired.status();
+    qid = *acquired;
   }
   auto sq = dma_alloc(std::size_t{sq_entries} * sizeof(SubmissionEntry));
   auto cq = dma_alloc(std::size_t{cq_entries} * sizeof(CompletionEntry));

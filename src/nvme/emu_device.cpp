@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "identify.hpp"
 #include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "prp.hpp"
@@ -20,17 +21,11 @@ namespace {
 
 constexpr std::uint16_t kDnr = 1;  // every error the emu device returns is final
 constexpr std::uint32_t kIdentifyBytes = 4096;
-constexpr std::uint32_t kActiveNsListMax = kIdentifyBytes / 4;
 constexpr std::uint64_t kUntimed = UINT64_MAX;  // step() without a clock read: everything is due
 
 std::uint16_t st(GenericStatus sc) { return make_status(sc, sc != GenericStatus::kSuccess && kDnr); }
 std::uint16_t st(CommandSpecificStatus sc) { return make_status(sc, kDnr); }
 constexpr std::uint16_t kOk = 0;
-
-void put_ascii(char* field, std::size_t width, std::string_view text) {
-  std::memset(field, ' ', width);
-  std::memcpy(field, text.data(), std::min(width, text.size()));
-}
 
 }  // namespace
 
@@ -318,7 +313,7 @@ std::uint16_t EmuDevice::transfer(std::uint64_t prp1, std::uint64_t prp2, std::s
 
 std::uint16_t EmuDevice::execute_io(const SubmissionEntry& c) {
   auto opcode = static_cast<NvmOpcode>(c.opcode);
-  if (c.nsid == 0xffffffffu && opcode == NvmOpcode::kFlush) {
+  if (c.nsid == kAllNamespaces && opcode == NvmOpcode::kFlush) {
     for (const auto& ns : namespaces_) {
       if (!ns->sync()) return st(GenericStatus::kInternalDeviceError);
     }
@@ -369,48 +364,33 @@ std::uint16_t EmuDevice::execute_io(const SubmissionEntry& c) {
 }
 
 std::uint16_t EmuDevice::identify(const SubmissionEntry& c) {
-  std::memset(scratch_.data(), 0, kIdentifyBytes);
+  IdentifyPage page{scratch_.data(), kIdentifyBytes};
   switch (static_cast<IdentifyCns>(c.cdw10 & 0xffu)) {
     case IdentifyCns::kController: {
-      auto* id = reinterpret_cast<IdentifyController*>(scratch_.data());
-      id->vid = 0x1b36;
-      id->ssvid = 0x1af4;
-      put_ascii(id->sn, sizeof(id->sn), "NVMUXEMU0001");
-      put_ascii(id->mn, sizeof(id->mn), "nvmux emulated NVMe controller");
-      put_ascii(id->fr, sizeof(id->fr), "0.1");
-      id->mdts = config_.max_transfer_bytes == 0
-                     ? 0
-                     : static_cast<std::uint8_t>(std::countr_zero(config_.max_transfer_bytes / kPageBytes));
-      id->cntlid = 1;
-      id->ver = kVersion2_0;
-      id->sqes = 0x66;
-      id->cqes = 0x44;
-      id->maxcmd = static_cast<std::uint16_t>(config_.max_queue_entries - 1);
-      id->nn = static_cast<std::uint32_t>(namespaces_.size());
-      id->oncs = kOncsDatasetManagement | kOncsWriteZeroes;
-      id->vwc = 1;
+      IdentifyControllerFields fields;
+      fields.vendor_id = 0x1b36;
+      fields.subsystem_vendor_id = 0x1af4;
+      fields.serial = "NVMUXEMU0001";
+      fields.model = "nvmux emulated NVMe controller";
+      fields.firmware = "0.1";
+      fields.max_transfer_bytes = config_.max_transfer_bytes;
+      fields.controller_id = 1;
+      fields.version = kVersion2_0;
+      fields.max_commands = static_cast<std::uint16_t>(config_.max_queue_entries - 1);
+      fields.namespace_count = static_cast<std::uint32_t>(namespaces_.size());
+      fields.oncs = kOncsDatasetManagement | kOncsWriteZeroes;
+      build_identify_controller(page, fields);
       break;
     }
     case IdentifyCns::kNamespace: {
       if (c.nsid == 0 || c.nsid > namespaces_.size()) return st(GenericStatus::kInvalidNamespaceOrFormat);
       const NamespaceStore& ns = *namespaces_[c.nsid - 1];
-      auto* id = reinterpret_cast<IdentifyNamespace*>(scratch_.data());
-      id->nsze = id->ncap = id->nuse = ns.blocks();
-      id->nlbaf = 0;
-      id->flbas = 0;
-      id->dlfeat = 1;  // deallocated blocks read as zeroes
-      id->lbaf[0].lbads = static_cast<std::uint8_t>(std::countr_zero(ns.block_size()));
+      build_identify_namespace(page, ns.blocks(), ns.block_size());
       break;
     }
-    case IdentifyCns::kActiveNamespaceList: {
-      auto* list = reinterpret_cast<std::uint32_t*>(scratch_.data());
-      std::uint32_t n = 0;
-      for (std::uint32_t nsid = c.nsid + 1; nsid <= namespaces_.size() && n < kActiveNsListMax && c.nsid < 0xfffffffeu;
-           ++nsid) {
-        list[n++] = nsid;
-      }
+    case IdentifyCns::kActiveNamespaceList:
+      build_active_namespace_list(page, c.nsid, static_cast<std::uint32_t>(namespaces_.size()));
       break;
-    }
     default: return st(GenericStatus::kInvalidField);
   }
   return transfer(c.prp1, c.prp2, kIdentifyBytes, scratch_.data(), true);

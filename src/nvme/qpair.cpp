@@ -10,7 +10,6 @@ namespace nvmux::nvme {
 namespace {
 constexpr std::uint32_t kMaxBlocksPerCommand = 65536;  // NLB is 16 bits, 0's based
 constexpr std::uint32_t kPrpEntriesPerPage = kPageBytes / sizeof(std::uint64_t);
-constexpr std::uint32_t kAllNamespaces = 0xffffffff;
 }  // namespace
 
 QueuePair::QueuePair(std::unique_ptr<QueueTransport> transport, DmaBuffer prp_pages,

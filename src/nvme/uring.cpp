@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "identify.hpp"
 #include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
@@ -27,7 +28,6 @@ namespace nvmux::nvme {
 
 namespace {
 
-constexpr std::uint32_t kAllNamespaces = 0xffffffffu;
 // Largest number of PRP pieces one transfer can have: one per page plus a misaligned first piece.
 constexpr std::size_t kMaxSegmentsPerTransfer = (QueuePair::kMaxTransferBytesLimit / kPageBytes) + 1;
 constexpr std::size_t kMaxRegisteredBufferBytes = std::size_t{1} << 30;  // the kernel's per-buffer cap
@@ -559,7 +559,7 @@ Result<std::unique_ptr<UringController>> UringController::create(UringOptions op
   auto arena = DmaArena::create(ctrl->options_.dma_arena_bytes);
   if (!arena.ok()) return arena.status();
   ctrl->arena_ = std::move(*arena);
-  ctrl->qid_in_use_.assign(std::size_t{ctrl->options_.max_io_queues} + 1, false);
+  ctrl->qids_.reset(ctrl->options_.max_io_queues);
   ControllerInfo& info = ctrl->info_;
   info.model = "nvmux io_uring";
   info.serial = ctrl->options_.name;
@@ -659,26 +659,16 @@ Status UringController::open_namespaces() {
 }
 
 Result<std::unique_ptr<QueuePair>> UringController::create_io_qpair(const QueuePairOptions& options) {
-  std::uint32_t sq_entries = options.sq_entries;
-  std::uint32_t cq_entries = options.cq_entries == 0 ? sq_entries : options.cq_entries;
-  if (sq_entries < 2 || sq_entries > info_.max_queue_entries || cq_entries < 2 ||
-      cq_entries > info_.max_queue_entries) {
-    return Status::error(StatusCode::kInvalidArgument, "{}: queue of {} SQ / {} CQ entries outside [2, {}]", name(),
-                         sq_entries, cq_entries, info_.max_queue_entries);
-  }
+  auto entries = io_queue_entries(name(), options, info_.max_queue_entries);
+  if (!entries.ok()) return entries.status();
+  std::uint32_t sq_entries = entries->sq;
+  std::uint32_t cq_entries = entries->cq;
   std::uint16_t qid = 0;
   {
     std::lock_guard lock(mutex_);
-    for (std::size_t q = 1; q < qid_in_use_.size(); ++q) {
-      if (!qid_in_use_[q]) {
-        qid = static_cast<std::uint16_t>(q);
-        break;
-      }
-    }
-    if (qid == 0) {
-      return Status::error(StatusCode::kUnavailable, "{}: all {} I/O queues are in use", name(), info_.io_queues);
-    }
-    qid_in_use_[qid] = true;
+    auto acquired = qids_.acquire(name());
+    if (!acquired.ok()) return acquired.status();
+    qid = *acquired;
   }
   auto prp = dma_alloc(std::size_t{sq_entries - 1} * kPageBytes);
   if (!prp.ok()) {
@@ -699,7 +689,7 @@ Result<std::unique_ptr<QueuePair>> UringController::create_io_qpair(const QueueP
 
 void UringController::release_qid(std::uint16_t qid, const UringStats& final_stats) {
   std::lock_guard lock(mutex_);
-  qid_in_use_[qid] = false;
+  qids_.release(qid, name());
   std::erase_if(live_, [qid](Transport* t) { return t->qid() == qid; });
   closed_stats_ += final_stats;
 }
@@ -732,25 +722,20 @@ Result<CompletionEntry> UringController::admin_command(const SubmissionEntry& co
   if (out == nullptr || data.bytes < kPageBytes) {
     return Status::error(StatusCode::kInvalidArgument, "{}: Identify needs a 4096-byte DMA buffer", name());
   }
-  std::memset(out, 0, kPageBytes);
+  std::memset(out, 0, kPageBytes);  // an Identify that fails returns a zeroed page too
+  IdentifyPage page{out, kPageBytes};
   switch (static_cast<IdentifyCns>(command.cdw10 & 0xffu)) {
     case IdentifyCns::kController: {
-      auto* id = reinterpret_cast<IdentifyController*>(out);
-      auto put = [](char* field, std::size_t width, const std::string& text) {
-        std::memset(field, ' ', width);
-        std::copy_n(text.data(), std::min(width, text.size()), field);  // space-padded, not NUL-terminated
-      };
-      id->vid = info_.vendor_id;
-      put(id->sn, sizeof(id->sn), info_.serial);
-      put(id->mn, sizeof(id->mn), info_.model);
-      put(id->fr, sizeof(id->fr), info_.firmware);
-      id->mdts = static_cast<std::uint8_t>(std::countr_zero(info_.max_transfer_bytes / kPageBytes));
-      id->ver = info_.version;
-      id->sqes = 0x66;
-      id->cqes = 0x44;
-      id->nn = static_cast<std::uint32_t>(namespaces_.size());
-      id->oncs = info_.oncs;
-      id->vwc = 1;
+      IdentifyControllerFields fields;
+      fields.vendor_id = info_.vendor_id;
+      fields.serial = info_.serial;
+      fields.model = info_.model;
+      fields.firmware = info_.firmware;
+      fields.max_transfer_bytes = info_.max_transfer_bytes;
+      fields.version = info_.version;
+      fields.namespace_count = static_cast<std::uint32_t>(namespaces_.size());
+      fields.oncs = info_.oncs;
+      build_identify_controller(page, fields);
       break;
     }
     case IdentifyCns::kNamespace: {
@@ -759,22 +744,12 @@ Result<CompletionEntry> UringController::admin_command(const SubmissionEntry& co
         return done;
       }
       const NamespaceInfo& ns = namespaces_[command.nsid - 1];
-      auto* id = reinterpret_cast<IdentifyNamespace*>(out);
-      id->nsze = id->ncap = id->nuse = ns.blocks;
-      id->nlbaf = 0;
-      id->flbas = 0;
-      id->dlfeat = 1;  // deallocated blocks read as zeroes (punched holes do)
-      id->lbaf[0].lbads = static_cast<std::uint8_t>(std::countr_zero(ns.block_size));
+      build_identify_namespace(page, ns.blocks, ns.block_size);  // punched holes read as zeroes
       break;
     }
-    case IdentifyCns::kActiveNamespaceList: {
-      auto* list = reinterpret_cast<std::uint32_t*>(out);
-      std::size_t n = 0;
-      for (const NamespaceInfo& ns : namespaces_) {
-        if (ns.nsid > command.nsid && n < kPageBytes / 4) list[n++] = ns.nsid;
-      }
+    case IdentifyCns::kActiveNamespaceList:
+      build_active_namespace_list(page, command.nsid, static_cast<std::uint32_t>(namespaces_.size()));
       break;
-    }
     default: done.status = st(GenericStatus::kInvalidField, true);
   }
   return done;

@@ -183,7 +183,7 @@ TEST(NvmeStress, SharedQpairWithoutOwnerRuleFailsWithDiagnosticInsteadOfCrashing
   QueuePairOptions qo;
   qo.name = "shared";
   qo.sq_entries = 8;
-  qo.enforce_owner = false;  // TEST ONLY: let the misuse through
+  qo.access = QueuePairAccess::kCallerSerialised;  // a broken promise: let the misuse through
   qo.test_after_cqe_read = &Interleaving::after_cqe_read;
   qo.test_hook_arg = &il;
   auto qp = ctrl->create_io_qpair(qo).value();

@@ -15,7 +15,10 @@ void init_logging(std::string_view default_level = "info");
 
 }  // namespace nvmux
 
-#define NVMUX_LOG_DEBUG(...) SPDLOG_DEBUG(__VA_ARGS__)
+// Not SPDLOG_DEBUG: that is compiled out below SPDLOG_ACTIVE_LEVEL (info by default), so
+// NVMUX_LOG_LEVEL=debug could never show it. The level check is one load; arguments are formatted
+// only when debug is on. Keep it off the per-I/O and per-message paths.
+#define NVMUX_LOG_DEBUG(...) ::spdlog::debug(__VA_ARGS__)
 #define NVMUX_LOG_INFO(...) ::spdlog::info(__VA_ARGS__)
 #define NVMUX_LOG_WARN(...) ::spdlog::warn(__VA_ARGS__)
 #define NVMUX_LOG_ERROR(...) ::spdlog::error(__VA_ARGS__)

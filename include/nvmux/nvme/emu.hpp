@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "nvmux/nvme/controller.hpp"
+#include "nvmux/nvme/queue_ids.hpp"
 
 namespace nvmux::nvme {
 
@@ -133,8 +134,7 @@ class EmuController final : public Controller {
   DmaBuffer admin_scratch_;
 
   std::mutex qid_mutex_;
-  std::vector<bool> qid_in_use_;
-  std::uint32_t live_qpairs_ = 0;
+  IoQueueIds qids_;
 
   ControllerInfo info_;
   std::vector<NamespaceInfo> namespaces_;

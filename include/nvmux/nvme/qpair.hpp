@@ -89,6 +89,16 @@ struct IoCompletion {
 // Plain function pointer + context, as SPDK: no allocation, no type erasure on the data path.
 using IoCallback = void (*)(void* ctx, const IoCompletion& completion);
 
+// Who may call a QueuePair.
+enum class QueuePairAccess {
+  // Only the thread that created it; any other caller is refused with kWrongThread. Every I/O qpair.
+  kOwnerThread,
+  // Any thread, one at a time: the caller serialises every use itself (the emu controller's admin
+  // queue, under its admin mutex). The qpair does not check, so a caller that breaks the promise
+  // corrupts it; tests use that to watch what the misuse does.
+  kCallerSerialised,
+};
+
 struct QueuePairOptions {
   std::string name;                // shown in errors; the controller fills "<ctrl>/q<qid>" when empty
   std::uint32_t sq_entries = 256;  // submission queue slots; sq_entries - 1 commands in flight
@@ -101,9 +111,7 @@ struct QueuePairOptions {
   std::uint32_t max_retries = 0;  // resubmissions of a failure with DNR clear
   // Time source for timeouts (ns, monotonic); empty = monotonic_ns(). Tests pass a manual clock.
   std::function<std::uint64_t()> clock;
-  // TEST ONLY. false disables the owner-thread rule (the controller's admin queue, which its own
-  // mutex serialises, also uses it). Production qpairs leave it on.
-  bool enforce_owner = true;
+  QueuePairAccess access = QueuePairAccess::kOwnerThread;
   // TEST ONLY. Called inside process_completions after a completion entry was read and before it
   // is matched to its command: lets a test force the interleaving two drivers of one queue hit.
   void (*test_after_cqe_read)(void* arg) = nullptr;
@@ -190,7 +198,9 @@ class QueuePair {
     std::uint32_t attempts = 0;
   };
 
-  bool on_owner_thread() const { return !options_.enforce_owner || std::this_thread::get_id() == owner_; }
+  bool on_owner_thread() const {
+    return options_.access == QueuePairAccess::kCallerSerialised || std::this_thread::get_id() == owner_;
+  }
   Status wrong_thread(const char* what) const;
   Status check_submit(const char* what) const;
   Status submit_io(std::uint8_t opcode, std::uint32_t nsid, std::uint64_t lba, std::uint32_t blocks, IoVec buffer,

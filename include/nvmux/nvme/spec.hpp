@@ -24,6 +24,8 @@ inline constexpr std::uint32_t kPageShift = 12;
 inline constexpr std::uint32_t kMaxQueueEntriesSpec = 65536;
 // Largest number of ranges one Dataset Management command carries (NR is 8 bits, 0's based).
 inline constexpr std::uint32_t kMaxDsmRanges = 256;
+// The broadcast NSID (FFFFFFFFh): "every namespace", accepted by Flush.
+inline constexpr std::uint32_t kAllNamespaces = 0xffffffffu;
 
 // ---------------------------------------------------------------------------------------------
 // Opcodes

@@ -17,7 +17,7 @@
 //
 // Requests beyond the namespace, above the transfer limit or with bad PRPs are answered by the
 // backend with the NVMe status a controller would give; they never reach the kernel. Kernel
-// errors map to NVMe statuses (table in docs/nvme.md, function errno_to_status below); the positive
+// errors map to NVMe statuses (table in docs/uring.md, function errno_to_status below); the positive
 // errno is kept in the completion's cdw0 for diagnostics.
 //
 // O_DIRECT is the default. A transfer whose memory or length is not aligned to the namespace's
@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "nvmux/nvme/controller.hpp"
+#include "nvmux/nvme/queue_ids.hpp"
 
 namespace nvmux::nvme {
 
@@ -131,7 +132,7 @@ class UringController final : public Controller {
   std::vector<NamespaceInfo> namespaces_;
 
   mutable std::mutex mutex_;  // qids and closed-queue stats
-  std::vector<bool> qid_in_use_;
+  IoQueueIds qids_;
   UringStats closed_stats_;
   std::vector<Transport*> live_;
 };

@@ -191,25 +191,5 @@ TEST(EmuOptionsCheck, RejectsOutOfRangeOptions) {
   EXPECT_EQ(EmuController::create(o).status().code(), StatusCode::kInvalidArgument);
 }
 
-TEST(DmaArena, TranslatesOnlyInsideTheArenaAndReusesFreedMemory) {
-  auto arena = DmaArena::create(1 << 20).value();
-  auto a = arena->alloc(100, 64).value();
-  EXPECT_EQ(a.iova() % 64, 0u);
-  EXPECT_EQ(arena->translate(a.iova(), 100), a.data());
-  EXPECT_EQ(arena->translate(arena->iova_base() - 8, 16), nullptr);
-  EXPECT_EQ(arena->translate(arena->iova_base() + arena->size() - 8, 16), nullptr);
-  EXPECT_EQ(arena->translate(0, 1), nullptr);
-  auto big = arena->alloc(arena->size() + 1);
-  EXPECT_EQ(big.status().code(), StatusCode::kUnavailable);
-  {
-    auto b = arena->alloc(4096, 4096).value();
-    EXPECT_EQ(b.iova() % 4096, 0u);
-  }
-  a.reset();
-  EXPECT_EQ(arena->bytes_in_use(), 0u);
-  auto all = arena->alloc(arena->size());  // everything coalesced back into one range
-  EXPECT_TRUE(all.ok());
-}
-
 }  // namespace
 }  // namespace nvmux::nvme

@@ -43,12 +43,15 @@ TEST(SendDeterministic, DrainIsBatchedAndFairAcrossLanes) {
   EXPECT_EQ(order.size(), 106u);
 
   auto stats = rt->stats();
+  int lanes_to_target = 0;
   for (const auto& lane : stats.lanes) {
     if (lane.target != "target") continue;
+    ++lanes_to_target;
     EXPECT_EQ(lane.batch_size.max, 4u);
     EXPECT_EQ(lane.depth, 0u);
     EXPECT_EQ(lane.high_water, lane.sender == "busy" ? 100u : 6u);
   }
+  EXPECT_EQ(lanes_to_target, 2) << "one lane from each sender, both seen in the stats";
 }
 
 TEST(SendDeterministic, SenderSpreadingOverManyTargetsKeepsOneLaneEach) {
