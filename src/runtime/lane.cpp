@@ -5,10 +5,10 @@
 
 #include <thread>
 
-#include "fence.hpp"
 #include "futex.hpp"
 #include "lane_access.hpp"
 #include "nvmux/common/cpu.hpp"
+#include "nvmux/common/fence.hpp"
 #include "nvmux/runtime/runtime.hpp"
 #include "reactor.hpp"
 

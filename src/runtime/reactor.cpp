@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <future>
 
-#include "fence.hpp"
 #include "futex.hpp"
 #include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
+#include "nvmux/common/fence.hpp"
 #include "nvmux/common/log.hpp"
 
 namespace nvmux::detail {

@@ -5,10 +5,10 @@
 #include <set>
 #include <thread>
 
-#include "fence.hpp"
 #include "futex.hpp"
 #include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
+#include "nvmux/common/fence.hpp"
 #include "nvmux/common/log.hpp"
 #include "reactor.hpp"
 
@@ -255,7 +255,7 @@ void Runtime::wake_blocked_senders() {
   std::lock_guard lock(lanes_mutex_);
   // Our state and head stores come before reading the flags; pairs with the sender's fence
   // between setting its flag and re-checking.
-  detail::full_fence();
+  full_fence();
   for (auto& lane : lanes_) {
     if (lane->producer_waiting.exchange(0, std::memory_order_relaxed) != 0)
       detail::futex_wake(lane->producer_waiting, 1);

@@ -2,11 +2,11 @@
 
 #include <algorithm>
 
-#include "fence.hpp"
 #include "futex.hpp"
 #include "lane_access.hpp"
 #include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
+#include "nvmux/common/fence.hpp"
 #include "nvmux/runtime/runtime.hpp"
 #include "reactor.hpp"
 
@@ -227,7 +227,7 @@ std::size_t Thread::drain_lanes() {
     // One fence for the whole poll, after every head store, instead of one per lane; then the
     // sleep flag of each lane that freed slots (a sender on a lane that did not move, e.g. a relay
     // whose target lane is full, would only wake to find it still full).
-    detail::full_fence();
+    full_fence();
     for (auto& lane : lanes_) {
       if (lane->moved_this_poll) wake_blocked_producer_fenced(*lane);
     }
@@ -332,7 +332,7 @@ void Thread::finish_exit() {
   sender_.retire_all();
   state_.store(ThreadState::kExited, std::memory_order_release);  // pairs with state()'s acquire
   // A sender blocked on one of our full lanes must not wait for us any more.
-  detail::full_fence();
+  full_fence();
   for (auto& lane : lanes_) wake_blocked_producer_fenced(*lane);
 }
 

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "control_socket.hpp"
+#include "nvmux/common/fence.hpp"
 
 namespace nvmux::service {
 
@@ -325,7 +326,7 @@ Status Queue::submit(IoOpcode op, std::uint32_t nsid, std::uint64_t lba, std::ui
 void Queue::wake_owner() {
   // Dekker with the owner: it sets owner_idle, fences, then re-checks the SQ; we published the
   // tail, fence, then check owner_idle. One of the two sees the other.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  full_fence();
   if (wake_->owner_idle.load(std::memory_order_relaxed) != 0 &&
       wake_->owner_idle.exchange(0, std::memory_order_relaxed) != 0) {  // one syscall per idle period
     std::uint64_t one = 1;
@@ -435,7 +436,7 @@ Result<std::uint32_t> Queue::wait(int timeout_ms) {
   while (cq_.refresh_available() == 0 && !cq_.failed()) {
     std::uint32_t seq = wake_->completion_seq.load(std::memory_order_acquire);
     wake_->client_waiting.store(1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // Dekker with the daemon's post + fence + check
+    full_fence();  // Dekker with the daemon's post + fence + check
     if (cq_.refresh_available() != 0) break;
     std::uint64_t now = now_ns();
     if (now >= deadline) break;

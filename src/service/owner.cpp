@@ -12,6 +12,7 @@
 
 #include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
+#include "nvmux/common/fence.hpp"
 #include "nvmux/common/log.hpp"
 
 namespace nvmux::service {
@@ -166,7 +167,7 @@ PollerResult Owner::poll() {
 void Owner::arm_idle(bool arm) {
   for (auto& q : queues_) q->wake->owner_idle.store(arm ? 1 : 0, std::memory_order_relaxed);
   armed_ = arm;
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // flags before the re-check of the SQs
+  full_fence();  // flags before the re-check of the SQs
 }
 
 std::uint32_t Owner::drain(ServiceQueue& q) {
@@ -280,7 +281,7 @@ void Owner::wake_clients() {
   bool any = false;
   for (auto& q : queues_) any = any || q->posted;
   if (!any) return;
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // CQ tails before the waiting flags
+  full_fence();  // CQ tails before the waiting flags
   for (auto& q : queues_) {
     if (!q->posted) continue;
     q->posted = false;

@@ -1,11 +1,11 @@
 #pragma once
 // full_fence(): the store-load barrier of the wake-up protocols (sleep flag vs. published slot,
-// producer_waiting vs. head). Private.
+// producer_waiting vs. head; the service's owner_idle and client_waiting across processes).
 
 #include <atomic>
 #include <cstdint>
 
-namespace nvmux::detail {
+namespace nvmux {
 
 inline void full_fence() {
 #if defined(NVMUX_TSAN)
@@ -19,4 +19,4 @@ inline void full_fence() {
 #endif
 }
 
-}  // namespace nvmux::detail
+}  // namespace nvmux
