@@ -75,6 +75,9 @@ constexpr int kMaxChildren = 16;
 std::atomic<pid_t> g_children[kMaxChildren];
 std::atomic<pid_t> g_daemon{0};
 std::atomic<bool> g_interrupted{false};
+char g_daemon_log[256];  // temporary files, unlinked by the signal handler too
+char g_perf_json[256];
+char g_perf_log[256];
 
 void add_child(pid_t pid) {
   for (auto& c : g_children) {
@@ -108,6 +111,9 @@ void kill_all_children() {
 void on_signal(int) {
   g_interrupted.store(true);
   kill_all_children();
+  for (const char* path : {g_daemon_log, g_perf_json, g_perf_log}) {
+    if (path[0] != 0) ::unlink(path);
+  }
   static const char msg[] = "service_compare: interrupted; children stopped\n";
   [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg, sizeof(msg) - 1);
   ::_exit(130);
@@ -478,6 +484,8 @@ PointResult run_in_process(const Options& o, std::uint32_t depth) {
   PointResult result;
   std::string json_path = "/tmp/service-compare-" + std::to_string(::getpid()) + "-perf.json";
   std::string log_path = "/tmp/service-compare-" + std::to_string(::getpid()) + "-perf.log";
+  std::snprintf(g_perf_json, sizeof(g_perf_json), "%s", json_path.c_str());
+  std::snprintf(g_perf_log, sizeof(g_perf_log), "%s", log_path.c_str());
   std::string depth_text = std::to_string(depth), seconds = std::to_string(o.duration),
               core = std::to_string(o.daemon_core);
   pid_t perf = fork_child(-1);
@@ -565,6 +573,7 @@ std::string read_file(const std::string& path) {
 
 bool start_daemon(const Options& o, std::string& log_path, std::string& error) {
   log_path = "/tmp/service-compare-" + std::to_string(::getpid()) + "-nvmuxd.log";
+  std::snprintf(g_daemon_log, sizeof(g_daemon_log), "%s", log_path.c_str());
   std::string cores = std::to_string(o.daemon_core);
   pid_t pid = fork_child(-1, SIGTERM);
   if (pid == 0) {
