@@ -409,7 +409,7 @@ PointResult run_ring_rtt(const Options& o) {
   PointResult failed;
   constexpr std::uint64_t kCapacity = 64;
   const std::size_t ring_bytes = nvmux::ring_region_bytes(kCapacity, sizeof(std::uint64_t));
-  auto memory = nvmux::SharedMemory::create("service-compare-rings", 2 * 4096 + 2 * ring_bytes);
+  auto memory = nvmux::SharedMemory::create("service-compare-rings", std::size_t{2} * 4096 + 2 * ring_bytes);
   if (!memory.ok()) {
     failed.note = memory.status().to_string();
     return failed;
@@ -696,7 +696,7 @@ void usage(const char* argv0) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   Options o;
   std::filesystem::path build_dir = std::filesystem::read_symlink("/proc/self/exe").parent_path().parent_path();
   o.nvmuxd = (build_dir / "apps" / "nvmuxd" / "nvmuxd").string();
