@@ -1,0 +1,11 @@
+# service_compare: nvmuxd's client path against a shm+semaphore peer, the bare cross-process ring
+# and in-process nvmux-perf, side by side (docs/service.md, "Measured"). It starts nvmuxd and runs
+# nvmux-perf itself, so both must be built with it.
+nvmux_executable(service_compare SOURCES service_compare.cpp DEPS nvmux_client nlohmann_json::nlohmann_json)
+if(TARGET nvmuxd AND TARGET nvmux-perf)
+  add_dependencies(service_compare nvmuxd nvmux-perf)
+endif()
+# CI smoke: it completes and prints its table; whether the targets are met is the full run's news.
+add_test(NAME service_compare_smoke COMMAND service_compare --quick --socket /tmp/nvmux-service-compare-smoke.sock)
+set_tests_properties(service_compare_smoke PROPERTIES LABELS integration TIMEOUT 180
+                     PASS_REGULAR_EXPRESSION "target \\(medians\\)[^\n]*\n[^\n]*(MET|NOT MET)")
