@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "nvmux/common/cpu.hpp"
 #include "nvmux/nvme/controller.hpp"
 #include "nvmux/runtime/runtime.hpp"
 #include "nvmux/service/protocol.hpp"
@@ -108,7 +109,8 @@ class Owner {
   std::vector<Request> requests_;
   std::vector<Request*> free_requests_;
   std::size_t next_queue_ = 0;
-  std::uint64_t last_work_ns_ = 0;
+  std::uint64_t last_work_tsc_ = 0;
+  const std::uint64_t arm_idle_after_tsc_ = ns_to_tsc(kArmIdleAfterNs);
   bool armed_ = false;
   std::atomic<std::uint64_t> in_flight_{0};
   std::function<void(std::uint64_t, std::string)> on_queue_failed_;
