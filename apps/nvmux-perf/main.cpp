@@ -13,28 +13,6 @@
 #include "nvmux/common/log.hpp"
 #include "perf_engine.hpp"
 
-namespace {
-
-std::vector<int> parse_cores(const std::string& list) {
-  std::vector<int> cores;
-  std::size_t start = 0;
-  while (start <= list.size() && !list.empty()) {
-    std::size_t comma = list.find(',', start);
-    std::string item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    std::size_t dash = item.find('-');
-    if (dash != std::string::npos) {
-      for (int c = std::stoi(item.substr(0, dash)); c <= std::stoi(item.substr(dash + 1)); ++c) cores.push_back(c);
-    } else {
-      cores.push_back(std::stoi(item));
-    }
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return cores;
-}
-
-}  // namespace
-
 // An exception escaping main ends the tool with its what() on stderr, which is what a CLI wants.
 int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   nvmux::init_logging("warn");
@@ -89,11 +67,10 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   auto w = nvmux::perf::parse_pattern(pattern);
   if (!w.ok()) return fail(w.status());
   params.pattern = *w;
-  try {
-    params.cores = parse_cores(cores);
-  } catch (const std::exception&) {
-    return fail(nvmux::Status::error(nvmux::StatusCode::kInvalidArgument,
-                                     "--cores '{}': expected a list like 0,1 or 0-3", cores));
+  if (!cores.empty()) {
+    auto list = nvmux::parse_core_list(cores, "--cores");
+    if (!list.ok()) return fail(list.status());
+    params.cores = *list;
   }
   if (emu_engine != "thread" && emu_engine != "inline") {
     return fail(
