@@ -52,6 +52,17 @@ bool wait_done(Queue& q, const Done& d) {
   return d.done;
 }
 
+// The daemon's counters once only `client`'s own session is open and at least `closed` sessions
+// were closed (sessions close asynchronously after a client dies), or as they are at the deadline.
+DaemonStats settled_stats(Client& client, std::uint64_t closed) {
+  std::uint64_t deadline = monotonic_ns() + kDeadlineNs;
+  DaemonStats stats;
+  do {
+    stats = client.daemon_stats().value();
+  } while ((stats.sessions != 1 || stats.sessions_closed < closed) && monotonic_ns() < deadline);
+  return stats;
+}
+
 void stamp(std::byte* buf, std::uint64_t lba, std::uint32_t blocks, std::uint64_t generation) {
   for (std::uint32_t b = 0; b < blocks; ++b) {
     auto* words = reinterpret_cast<std::uint64_t*>(buf + std::size_t{b} * kBlock);
@@ -307,11 +318,7 @@ TEST_F(Service, ProcessesVerifyTogetherAndAKilledOneCostsTheOthersNothing) {
   // The daemon freed every session: only ours is left, and nothing is in flight.
   auto client = connect();
   ASSERT_TRUE(client);
-  std::uint64_t deadline = monotonic_ns() + kDeadlineNs;
-  DaemonStats stats;
-  do {
-    stats = client->daemon_stats().value();
-  } while ((stats.sessions != 1 || stats.sessions_closed < kWorkers) && monotonic_ns() < deadline);
+  DaemonStats stats = settled_stats(*client, kWorkers);
   EXPECT_EQ(stats.sessions, 1u);
   EXPECT_EQ(stats.queues, 0u);
   EXPECT_EQ(stats.in_flight, 0u);
@@ -330,11 +337,7 @@ TEST_F(Service, KilledClientsMidIoNeverLeakSessions) {
   }
   auto client = connect();
   ASSERT_TRUE(client);
-  std::uint64_t deadline = monotonic_ns() + kDeadlineNs;
-  DaemonStats stats;
-  do {
-    stats = client->daemon_stats().value();
-  } while (stats.sessions != 1 && monotonic_ns() < deadline);
+  DaemonStats stats = settled_stats(*client, 0);
   EXPECT_EQ(stats.sessions, 1u) << "after " << rounds << " kills";
   EXPECT_EQ(stats.queues, 0u);
   EXPECT_EQ(stats.in_flight, 0u);
