@@ -62,8 +62,10 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
         static_cast<unsigned long long>(stats->in_flight), static_cast<unsigned long long>(stats->sessions_closed));
     return 0;
   }
-  if (auto s = nvmux::verify::parse_partition(partition, p.partition, p.partitions); !s.ok()) {
-    std::fprintf(stderr, "nvmux-verify: %s\n", s.message().c_str());
+  if (auto parsed = nvmux::parse_partition(partition); parsed.ok()) {
+    p.partition = *parsed;
+  } else {
+    std::fprintf(stderr, "nvmux-verify: %s\n", parsed.status().message().c_str());
     return 2;
   }
   const bool tty = !quiet && isatty(STDERR_FILENO) != 0;
@@ -80,7 +82,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   std::printf(
       "nvmux-verify[%d] partition %u/%u (LBAs %llu..%llu): %llu writes, %llu reads verified, %.0f IOPS, "
       "%llu mismatches, %llu I/O errors\n",
-      pid, p.partition, p.partitions, static_cast<unsigned long long>(r.first_lba),
+      pid, p.partition.index, p.partition.count, static_cast<unsigned long long>(r.first_lba),
       static_cast<unsigned long long>(r.first_lba + r.lbas - 1), static_cast<unsigned long long>(r.writes),
       static_cast<unsigned long long>(r.reads), iops, static_cast<unsigned long long>(r.mismatches),
       static_cast<unsigned long long>(r.io_errors));

@@ -81,26 +81,6 @@ void on_done(void* ctx, const nvmux_cpl* cpl) {
 
 }  // namespace
 
-Status parse_partition(std::string_view text, std::uint32_t& k, std::uint32_t& n) {
-  auto bad =
-      Status::error(StatusCode::kInvalidArgument, "--partition '{}': expected K/N with 0 <= K < N <= 1024", text);
-  std::size_t slash = text.find('/');
-  if (slash == std::string_view::npos) return bad;
-  auto number = [](std::string_view s, std::uint32_t& out) {
-    if (s.empty() || s.size() > 4) return false;
-    out = 0;
-    for (char c : s) {
-      if (c < '0' || c > '9') return false;
-      out = out * 10 + static_cast<std::uint32_t>(c - '0');
-    }
-    return true;
-  };
-  if (!number(text.substr(0, slash), k) || !number(text.substr(slash + 1), n) || n == 0 || n > 1024 || k >= n) {
-    return bad;
-  }
-  return {};
-}
-
 Result<VerifyReport> run_verify(const VerifyParams& p, const std::function<void(double)>& progress) {
   if (p.depth == 0 || p.depth > service::kMaxQueueDepth) {
     return Status::error(StatusCode::kInvalidArgument, "-q {}: 1..{}", p.depth, service::kMaxQueueDepth);
@@ -124,13 +104,14 @@ Result<VerifyReport> run_verify(const VerifyParams& p, const std::function<void(
   Run run;
   run.params = &p;
   run.block_size = ns->block_size;
-  std::uint64_t per_partition = ns->blocks / p.partitions / p.io_blocks * p.io_blocks;
-  if (per_partition < std::uint64_t{p.io_blocks} * p.depth) {
+  const PartitionUnits range = partition_units(p.partition, ns->blocks, p.io_blocks);
+  if (range.units < p.depth) {
     return Status::error(StatusCode::kInvalidArgument,
-                         "partition {}/{} of {} blocks is too small for -q {} x {} blocks", p.partition, p.partitions,
-                         ns->blocks, p.depth, p.io_blocks);
+                         "partition {}/{} of {} blocks is too small for -q {} x {} blocks", p.partition.index,
+                         p.partition.count, ns->blocks, p.depth, p.io_blocks);
   }
-  run.report.first_lba = per_partition * p.partition;
+  const std::uint64_t per_partition = range.units * p.io_blocks;
+  run.report.first_lba = range.first_unit * p.io_blocks;
   run.report.lbas = per_partition;
   run.report.session_id = (*client)->session_id();
   run.generation.assign(per_partition, 0);
@@ -147,7 +128,7 @@ Result<VerifyReport> run_verify(const VerifyParams& p, const std::function<void(
       return Status::error(StatusCode::kUnavailable, "the session arena cannot hold -q {} buffers", p.depth);
     s.run = &run;
   }
-  std::mt19937_64 rng(p.seed * 7919 + p.partition);
+  std::mt19937_64 rng(p.seed * 7919 + p.partition.index);
   const std::uint64_t units = run.busy.size();
   const std::uint64_t start = monotonic_ns();
   const std::uint64_t end = start + static_cast<std::uint64_t>(p.seconds * 1e9);

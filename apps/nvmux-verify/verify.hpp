@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 
+#include "nvmux/common/partition.hpp"
 #include "nvmux/common/status.hpp"
 
 namespace nvmux::verify {
@@ -16,8 +17,7 @@ namespace nvmux::verify {
 struct VerifyParams {
   std::string socket;  // "" = default
   std::uint32_t nsid = 1;
-  std::uint32_t partition = 0;  // K of --partition K/N
-  std::uint32_t partitions = 1;
+  Partition partition;  // --partition K/N
   std::uint32_t depth = 16;
   std::uint32_t io_blocks = 1;
   double seconds = 5;
@@ -40,7 +40,5 @@ struct VerifyReport {
 // Errors: kInvalidArgument (bad params, naming the flag), kUnavailable (no daemon), the client's
 // set-up errors. I/O errors and mismatches are counted in the report, not returned.
 Result<VerifyReport> run_verify(const VerifyParams& params, const std::function<void(double)>& progress = {});
-// "K/N" -> (K, N), K < N, N >= 1. Errors: kInvalidArgument naming --partition.
-Status parse_partition(std::string_view text, std::uint32_t& k, std::uint32_t& n);
 
 }  // namespace nvmux::verify
