@@ -1,5 +1,8 @@
 # nvmux-perf: its engine in-process, then the binary itself as a CI smoke on both backends.
-nvmux_gtest(perf_test SOURCES integration/perf_test.cpp DEPS nvmux_perf_engine LABELS integration)
+nvmux_gtest(perf_test SOURCES integration/perf_test.cpp DEPS nvmux_perf_engine LABELS integration TIMEOUT 300)
+add_dependencies(perf_test nvmuxd nvmux-perf)
+target_compile_definitions(perf_test PRIVATE NVMUXD_BINARY="$<TARGET_FILE:nvmuxd>"
+                                             NVMUX_PERF_BINARY="$<TARGET_FILE:nvmux-perf>")
 
 set(perf $<TARGET_FILE:nvmux-perf>)
 add_test(NAME nvmux_perf_smoke_emu

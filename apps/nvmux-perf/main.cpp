@@ -1,8 +1,10 @@
-// nvmux-perf: spdk_nvme_perf's workload on nvmux queue pairs, against the emu or uring backend.
+// nvmux-perf: spdk_nvme_perf's workload on nvmux queue pairs, against the emu or uring backend,
+// or through nvmuxd (--backend service).
 //
 //   nvmux-perf -q 32 -o 4096 -w randread -t 5                       # emu, 1 GiB RAM namespace
 //   nvmux-perf --backend uring --ns file:/data/ns1.img,size=1G -q 1 -w randread -t 5 -L
 //   nvmux-perf --ns ram:size=256M -w randrw -M 70 --qpairs 2 --cores 0,1 --verify --json out.json
+//   nvmux-perf --backend service --socket /tmp/nvmuxd.sock -w randrw --verify --partition 0/4
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -11,6 +13,7 @@
 
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
+#include "nvmux/common/partition.hpp"
 #include "perf_engine.hpp"
 
 // An exception escaping main ends the tool with its what() on stderr, which is what a CLI wants.
@@ -21,7 +24,18 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   std::vector<std::string> ns_args;
   nvmux::perf::PerfParams params;
   int engine_core = -2;
-  app.add_option("--backend", backend, "emu (software NVMe controller) or uring (io_uring on files/block devices)")
+  app.add_option("--backend", backend,
+                 "emu (software NVMe controller), uring (io_uring on files/block devices) or service (through nvmuxd)")
+      ->capture_default_str();
+  std::string partition = "0/1";
+  auto* socket_opt = app.add_option("--socket", params.socket,
+                                    "service: nvmuxd's socket (default: $NVMUX_SOCKET, else the per-user default)");
+  auto* nsid_opt = app.add_option("--nsid", params.nsid, "service: the namespace to use")->capture_default_str();
+  auto* wait_opt = app.add_flag("--wait", params.wait_for_completions,
+                                "service: sleep until a completion arrives instead of polling (nvmux_queue_wait)");
+  app.add_option("--partition", partition,
+                 "work only inside the K-th of N equal LBA ranges (K/N, K from 0), so N processes can share a "
+                 "namespace")
       ->capture_default_str();
   app.add_option("--ns", ns_args,
                  "namespace: ram:size=1G[,bs=4096] | null:size=1G | file:PATH[,size=1G][,bs=4096] | bdev:/dev/X "
@@ -43,22 +57,45 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_flag("--verify", params.verify, "stamp every written block and check every block read");
   app.add_option("--json", json_path, "write the results as JSON to this file");
   app.add_option("--seed", params.seed, "random seed")->capture_default_str();
-  app.add_option("--emu-engine", emu_engine, "emu device engine: thread (its own core) or inline")
-      ->capture_default_str();
-  app.add_option("--emu-engine-core", engine_core, "pin the emu device thread (default: the last core)");
-  app.add_option("--emu-latency-us", params.backend.emu_latency_us, "emu: fixed latency added to every I/O");
+  auto* engine_opt = app.add_option("--emu-engine", emu_engine, "emu device engine: thread (its own core) or inline")
+                         ->capture_default_str();
+  auto* engine_core_opt =
+      app.add_option("--emu-engine-core", engine_core, "pin the emu device thread (default: the last core)");
+  auto* latency_opt =
+      app.add_option("--emu-latency-us", params.backend.emu_latency_us, "emu: fixed latency added to every I/O");
   bool buffered = false;
-  app.add_flag("--buffered", buffered, "uring: use the page cache instead of O_DIRECT");
-  app.add_flag("--sqpoll", params.backend.uring_sqpoll, "uring: a kernel thread polls the submission queue");
+  auto* buffered_opt = app.add_flag("--buffered", buffered, "uring: use the page cache instead of O_DIRECT");
+  auto* sqpoll_opt =
+      app.add_flag("--sqpoll", params.backend.uring_sqpoll, "uring: a kernel thread polls the submission queue");
   CLI11_PARSE(app, argc, argv);
 
   auto fail = [](const nvmux::Status& s) {
     std::fprintf(stderr, "nvmux-perf: %s\n", s.to_string().c_str());
     return 2;
   };
-  auto b = nvmux::nvme::parse_backend(backend);
-  if (!b.ok()) return fail(b.status());
-  params.backend.backend = *b;
+  params.service = backend == "service";
+  // Each option belongs to some backends; one given to another backend is a mistake worth naming.
+  for (const CLI::Option* opt : params.service ? std::vector<const CLI::Option*>{engine_opt, engine_core_opt,
+                                                                                 latency_opt, buffered_opt, sqpoll_opt}
+                                               : std::vector<const CLI::Option*>{socket_opt, nsid_opt, wait_opt}) {
+    if (opt->count() != 0) {
+      return fail(nvmux::Status::error(nvmux::StatusCode::kInvalidArgument, "{} does not apply to --backend {}",
+                                       opt->get_name(), backend));
+    }
+  }
+  if (!params.service) {
+    auto b = nvmux::nvme::parse_backend(backend);
+    if (!b.ok()) {
+      return fail(nvmux::Status::error(nvmux::StatusCode::kInvalidArgument,
+                                       "--backend {}: unknown backend (emu, uring or service)", backend));
+    }
+    params.backend.backend = *b;
+  }
+  if (auto parsed = nvmux::parse_partition(partition); parsed.ok()) {
+    params.partition = *parsed;
+  } else {
+    return fail(parsed.status());
+  }
   for (const auto& a : ns_args) {
     auto ns = nvmux::nvme::parse_namespace_arg(a);
     if (!ns.ok()) return fail(ns.status());

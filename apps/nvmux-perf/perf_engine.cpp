@@ -9,7 +9,9 @@
 #include <thread>
 
 #include "nvmux/common/cpu.hpp"
+#include "nvmux/common/partition.hpp"
 #include "nvmux/nvme/controller.hpp"
+#include "nvmux/service/client.hpp"
 
 namespace nvmux::perf {
 
@@ -57,43 +59,181 @@ struct Shared {
   std::atomic<std::uint32_t> prefilling{0};
 };
 
-class Worker {
+// What a run drives: a controller (emu, uring) or a session with nvmuxd (service). Opened once by
+// run_perf; each worker then opens its own queue on it.
+struct Target {
+  std::unique_ptr<nvme::Controller> controller;
+  std::unique_ptr<service::Client> client;
+  std::vector<nvme::NamespaceInfo> namespaces;  // queue pair i works on namespaces[i % size]
+  std::uint32_t max_transfer_bytes = 0;         // 0: no limit
+  std::string name;
+};
+
+// The queue a Worker drives. Two implementations with the same members, chosen at compile time
+// (Worker is a template over them), so the per-I/O path has no virtual call:
+//   QpairIo    an nvme::QueuePair that the worker's thread creates and owns (emu, uring)
+//   ServiceIo  one queue of the run's nvmuxd session (--backend service)
+// open() runs on the worker's thread; submit() returns kQueueFull when the queue has no room;
+// every completion calls sink->on_complete(status) on the worker's thread, inside poll().
+class QpairIo {
  public:
-  Worker(std::uint32_t index, const PerfParams& params, int read_percent, nvme::Controller& ctrl,
-         const nvme::NamespaceInfo& ns, std::uint64_t first_unit, std::uint64_t units, int core, Shared& shared)
-      : index_(index), params_(params), read_percent_(read_percent), ctrl_(ctrl), ns_(ns), first_unit_(first_unit),
+  static Result<QpairIo> open(Target& target, const PerfParams& params) {
+    QpairIo io;
+    nvme::QueuePairOptions qo;
+    qo.sq_entries = std::max<std::uint32_t>(params.queue_depth + 1, 2);
+    auto qp = target.controller->create_io_qpair(qo);  // this thread owns it
+    if (!qp.ok()) return qp.status();
+    io.qp_ = std::move(*qp);
+    auto mem = target.controller->dma_alloc(std::size_t{params.queue_depth} * params.io_bytes);
+    if (!mem.ok()) return mem.status();
+    io.buffers_ = std::move(*mem);
+    io.io_bytes_ = params.io_bytes;
+    return io;
+  }
+
+  std::string name() const { return qp_->name(); }
+  std::byte* buffer(std::uint32_t slot) const { return buffers_.data() + std::size_t{slot} * io_bytes_; }
+
+  template <class Sink>
+  Status submit(bool read, std::uint32_t nsid, std::uint64_t lba, std::uint32_t blocks, std::uint32_t slot,
+                Sink* sink) {
+    auto done = [](void* ctx, const nvme::IoCompletion& c) { static_cast<Sink*>(ctx)->on_complete(c.status); };
+    nvme::IoVec io{buffers_.iova() + std::size_t{slot} * io_bytes_, io_bytes_};
+    return read ? qp_->read(nsid, lba, blocks, io, done, sink) : qp_->write(nsid, lba, blocks, io, done, sink);
+  }
+
+  Result<std::uint32_t> poll(std::uint32_t max) { return qp_->process_completions(max); }
+
+ private:
+  std::unique_ptr<nvme::QueuePair> qp_;
+  nvme::DmaBuffer buffers_;
+  std::uint32_t io_bytes_ = 0;
+};
+
+class ServiceIo {
+ public:
+  ServiceIo() = default;
+  ServiceIo(ServiceIo&& other) noexcept { *this = std::move(other); }
+  ServiceIo& operator=(ServiceIo&& other) noexcept {
+    std::swap(client_, other.client_);
+    std::swap(queue_, other.queue_);
+    std::swap(buffers_, other.buffers_);
+    std::swap(io_bytes_, other.io_bytes_);
+    std::swap(wait_, other.wait_);
+    return *this;
+  }
+  ~ServiceIo() {
+    queue_.reset();  // the daemon drains the queue first: only then may the buffers be reused
+    if (buffers_ != nullptr) client_->buf_free(buffers_);
+  }
+
+  static Result<ServiceIo> open(Target& target, const PerfParams& params) {
+    ServiceIo io;
+    io.client_ = target.client.get();
+    io.io_bytes_ = params.io_bytes;
+    io.wait_ = params.wait_for_completions;
+    auto queue = io.client_->create_queue(params.queue_depth);
+    if (!queue.ok()) return queue.status();
+    io.queue_ = std::move(*queue);
+    io.buffers_ = static_cast<std::byte*>(io.client_->buf_alloc(std::size_t{params.queue_depth} * params.io_bytes));
+    if (io.buffers_ == nullptr) {
+      return Status::error(StatusCode::kResourceExhausted, "the session's {}-byte arena cannot hold -q {} x -o {}",
+                           io.client_->arena_bytes(), params.queue_depth, params.io_bytes);
+    }
+    return io;
+  }
+
+  std::string name() const { return fmt::format("nvmuxd-s{}-q{}", client_->session_id(), queue_->index()); }
+  std::byte* buffer(std::uint32_t slot) const { return buffers_ + std::size_t{slot} * io_bytes_; }
+
+  template <class Sink>
+  Status submit(bool read, std::uint32_t nsid, std::uint64_t lba, std::uint32_t blocks, std::uint32_t slot,
+                Sink* sink) {
+    auto done = [](void* ctx, const service::Completion* c) {
+      static_cast<Sink*>(ctx)->on_complete(completion_status(*c));
+    };
+    Status s = read ? queue_->read(nsid, lba, blocks, buffer(slot), done, sink)
+                    : queue_->write(nsid, lba, blocks, buffer(slot), done, sink);
+    if (s.code() == StatusCode::kWouldBlock) return Status(StatusCode::kQueueFull, s.message());
+    return s;
+  }
+
+  // --wait: with requests in flight and none ready, sleep until one is (a bounded sleep, so the
+  // worker still sees the end of the run).
+  Result<std::uint32_t> poll(std::uint32_t max) {
+    auto ran = queue_->poll(max);
+    if (wait_ && ran.ok() && *ran == 0 && queue_->in_flight() != 0) return queue_->wait(kWaitSliceMs);
+    return ran;
+  }
+
+ private:
+  static constexpr int kWaitSliceMs = 100;
+
+  static Status completion_status(const service::Completion& c) {
+    if (c.status == 0) return {};
+    return Status::from_errno(-c.status, fmt::format("nvmuxd completion (NVMe status {:#x})", c.nvme_status));
+  }
+
+  service::Client* client_ = nullptr;
+  std::unique_ptr<service::Queue> queue_;
+  std::byte* buffers_ = nullptr;
+  std::uint32_t io_bytes_ = 0;
+  bool wait_ = false;
+};
+
+// What run_perf sees of a worker, whatever queue it drives.
+class WorkerBase {
+ public:
+  virtual ~WorkerBase() = default;
+  virtual void run() = 0;  // the whole life of the queue, on the worker's (its owner) thread
+  virtual const Status& status() const = 0;
+  virtual QpairResult& result() = 0;
+  virtual std::vector<Mismatch>& mismatches() = 0;
+  virtual std::uint64_t progress_ios() const = 0;
+};
+
+template <class Io>
+class Worker final : public WorkerBase {
+ public:
+  Worker(std::uint32_t index, const PerfParams& params, int read_percent, Target& target, const nvme::NamespaceInfo& ns,
+         std::uint64_t first_unit, std::uint64_t units, int core, Shared& shared)
+      : index_(index), params_(params), read_percent_(read_percent), target_(target), ns_(ns), first_unit_(first_unit),
         units_(units), core_(core), shared_(shared), rng_(params.seed * 1000003u + index),
         blocks_per_io_(params.io_bytes / ns.block_size) {}
 
-  // The whole life of the queue pair, on this (its owner) thread.
-  void run() {
+  void run() override {
     run_on_owner();
-    qp_.reset();  // destroyed on its owner thread, whatever path run_on_owner took
+    io_.reset();  // destroyed on its owner thread, whatever path run_on_owner took
   }
 
-  const Status& status() const { return status_; }
-  QpairResult& result() { return result_; }
-  std::vector<Mismatch>& mismatches() { return mismatches_; }
-  std::uint64_t progress_ios() const { return progress_ios_.load(std::memory_order_relaxed); }
+  const Status& status() const override { return status_; }
+  QpairResult& result() override { return result_; }
+  std::vector<Mismatch>& mismatches() override { return mismatches_; }
+  std::uint64_t progress_ios() const override { return progress_ios_.load(std::memory_order_relaxed); }
 
  private:
+  struct Task {
+    Worker* worker = nullptr;
+    std::uint32_t slot = 0;
+    std::uint64_t unit = 0;
+    std::uint64_t generation = 0;
+    std::uint64_t submit_tsc = 0;
+    bool read = false;
+    void on_complete(const Status& status) { worker->complete(*this, status); }
+  };
+
   void run_on_owner() {
     if (core_ >= 0) {
       Status pinned = pin_current_thread(core_);
       if (!pinned.ok()) return fail(pinned);
     }
     set_current_thread_name(fmt::format("perf-q{}", index_));
-    nvme::QueuePairOptions qo;
-    qo.sq_entries = std::max<std::uint32_t>(params_.queue_depth + 1, 2);
-    auto qp = ctrl_.create_io_qpair(qo);  // this thread owns it
-    if (!qp.ok()) return fail(qp.status());
-    qp_ = std::move(*qp);
-    result_.name = qp_->name();
+    auto io = Io::open(target_, params_);
+    if (!io.ok()) return fail(io.status());
+    io_.emplace(std::move(*io));
+    result_.name = io_->name();
     result_.core = core_;
     result_.nsid = ns_.nsid;
-    auto mem = ctrl_.dma_alloc(std::size_t{params_.queue_depth} * params_.io_bytes);
-    if (!mem.ok()) return fail(mem.status());
-    buffers_ = std::move(*mem);
     tasks_.resize(params_.queue_depth);
     for (std::uint32_t i = 0; i < params_.queue_depth; ++i) {
       tasks_[i].worker = this;
@@ -121,15 +261,6 @@ class Worker {
     result_.seconds = static_cast<double>(tsc_to_ns(stop_tsc_ - t0)) / 1e9;
   }
 
-  struct Task {
-    Worker* worker = nullptr;
-    std::uint32_t slot = 0;
-    std::uint64_t unit = 0;
-    std::uint64_t generation = 0;
-    std::uint64_t submit_tsc = 0;
-    bool read = false;
-  };
-
   void fail(Status s) {
     if (status_.ok()) status_ = std::move(s);
     signal_ready();
@@ -139,8 +270,6 @@ class Worker {
     signalled_ = true;
   }
 
-  std::byte* buffer(std::uint32_t slot) const { return buffers_.data() + std::size_t{slot} * params_.io_bytes; }
-
   void prefill() {
     std::uint64_t next = 0, done = 0;
     while (done < units_ && status_.ok()) {
@@ -148,13 +277,13 @@ class Worker {
         if (!submit(next, /*read=*/false)) break;
         ++next;
       }
-      auto r = qp_->process_completions();
+      auto r = io_->poll(0);
       if (!r.ok()) return fail(r.status());
       done = prefill_done_;
     }
     if (result_.io_errors != 0 && status_.ok()) {
-      fail(Status::error(StatusCode::kIoError, "{}: {} writes failed while prefilling for --verify", result_.name,
-                         result_.io_errors));
+      fail(Status::error(StatusCode::kIoError, "{}: {} writes failed while prefilling for --verify ({})", result_.name,
+                         result_.io_errors, first_error_.to_string()));
     }
   }
 
@@ -171,7 +300,7 @@ class Worker {
       } else if (free_slots_.size() == params_.queue_depth) {
         return;
       }
-      auto r = qp_->process_completions(params_.max_completions_per_poll);
+      auto r = io_->poll(params_.max_completions_per_poll);
       if (!r.ok()) {
         fail(r.status());
         if (measuring_) stop_tsc_ = read_tsc();
@@ -180,7 +309,7 @@ class Worker {
     }
   }
 
-  // Submits on every free slot (or until the queue pair is full).
+  // Submits on every free slot (or until the queue is full).
   void refill() {
     const std::size_t before = free_slots_.size();
     while (!free_slots_.empty() && status_.ok()) {
@@ -215,13 +344,11 @@ class Worker {
       std::uint64_t current = committed_[unit];
       t.generation = current == kUnknownGeneration ? kPrefillGeneration + 1 : current + 1;
       for (std::uint32_t b = 0; b < blocks_per_io_; ++b) {
-        stamp_block(buffer(slot) + std::size_t{b} * ns_.block_size, ns_.block_size, lba + b, t.generation);
+        stamp_block(io_->buffer(slot) + std::size_t{b} * ns_.block_size, ns_.block_size, lba + b, t.generation);
       }
     }
-    nvme::IoVec io{buffers_.iova() + std::size_t{slot} * params_.io_bytes, params_.io_bytes};
     t.submit_tsc = read_tsc();
-    Status s = read ? qp_->read(ns_.nsid, lba, blocks_per_io_, io, &Worker::on_complete, &t)
-                    : qp_->write(ns_.nsid, lba, blocks_per_io_, io, &Worker::on_complete, &t);
+    Status s = io_->submit(read, ns_.nsid, lba, blocks_per_io_, slot, &t);
     if (s.code() == StatusCode::kQueueFull) return false;
     if (!s.ok()) {
       fail(s);
@@ -232,17 +359,12 @@ class Worker {
     return true;
   }
 
-  static void on_complete(void* ctx, const nvme::IoCompletion& c) {
-    auto* t = static_cast<Task*>(ctx);
-    t->worker->complete(*t, c);
-  }
-
-  void complete(Task& t, const nvme::IoCompletion& c) {
+  void complete(Task& t, const Status& status) {
     const std::uint64_t latency = read_tsc() - t.submit_tsc;
-    const bool ok = c.status.ok();
+    const bool ok = status.ok();
     if (!ok) {
       ++result_.io_errors;
-      if (first_error_.ok()) first_error_ = c.status;
+      if (first_error_.ok()) first_error_ = status;
     }
     if (params_.verify) {
       if (!t.read) {
@@ -267,8 +389,8 @@ class Worker {
   void verify_read(const Task& t) {
     const std::uint64_t lba = (first_unit_ + t.unit) * blocks_per_io_;
     for (std::uint32_t b = 0; b < blocks_per_io_; ++b) {
-      std::string found =
-          check_block(buffer(t.slot) + std::size_t{b} * ns_.block_size, ns_.block_size, lba + b, committed_[t.unit]);
+      std::string found = check_block(io_->buffer(t.slot) + std::size_t{b} * ns_.block_size, ns_.block_size, lba + b,
+                                      committed_[t.unit]);
       if (found.empty()) continue;
       ++result_.verify_errors;
       if (mismatches_.size() < params_.max_reported_mismatches) {
@@ -281,7 +403,7 @@ class Worker {
   const PerfParams& params_;
   const int read_percent_;
   const std::uint32_t refill_at_ = params_.iodepth_low.value_or(params_.queue_depth);  // in flight
-  nvme::Controller& ctrl_;
+  Target& target_;
   const nvme::NamespaceInfo ns_;
   const std::uint64_t first_unit_;
   const std::uint64_t units_;
@@ -290,8 +412,7 @@ class Worker {
   std::mt19937_64 rng_;
   const std::uint32_t blocks_per_io_;
 
-  std::unique_ptr<nvme::QueuePair> qp_;
-  nvme::DmaBuffer buffers_;
+  std::optional<Io> io_;
   std::vector<Task> tasks_;
   std::vector<std::uint32_t> free_slots_;
   std::vector<std::uint64_t> committed_;  // generation last written per unit (0 = never)
@@ -363,9 +484,10 @@ std::string_view to_string(Pattern pattern) {
   return "?";
 }
 
-Result<PerfReport> run_perf(const PerfParams& params, const ProgressFn& progress) {
-  PerfReport report;
-  report.params = params;
+namespace {
+
+// The checks that need no device. Returns the read percentage the pattern and -M give.
+Result<int> check_params(const PerfParams& params) {
   if (params.queue_depth == 0 || params.queue_depth > 4095) {
     return Status::error(StatusCode::kInvalidArgument, "-q {}: queue depth must be 1..4095", params.queue_depth);
   }
@@ -382,7 +504,18 @@ Result<PerfReport> run_perf(const PerfParams& params, const ProgressFn& progress
   if (params.qpairs == 0 || params.qpairs > 64) {
     return Status::error(StatusCode::kInvalidArgument, "--qpairs {}: must be 1..64", params.qpairs);
   }
-  bool mixed = params.pattern == Pattern::kRw || params.pattern == Pattern::kRandRw;
+  if (params.partition.count == 0 || params.partition.index >= params.partition.count) {
+    return Status::error(StatusCode::kInvalidArgument, "--partition {}/{}: expected K/N with 0 <= K < N",
+                         params.partition.index, params.partition.count);
+  }
+  if (params.service && !params.backend.namespaces.empty()) {
+    return Status::error(StatusCode::kInvalidArgument,
+                         "--ns: with --backend service the daemon's namespaces are used; pick one with --nsid");
+  }
+  if (!params.service && params.wait_for_completions) {
+    return Status::error(StatusCode::kInvalidArgument, "--wait applies to --backend service only");
+  }
+  const bool mixed = params.pattern == Pattern::kRw || params.pattern == Pattern::kRandRw;
   int read_percent = params.read_percent;
   if (read_percent >= 0 && !mixed) {
     return Status::error(StatusCode::kInvalidArgument, "-M applies to -w rw and randrw only (got -w {})",
@@ -390,17 +523,17 @@ Result<PerfReport> run_perf(const PerfParams& params, const ProgressFn& progress
   }
   if (read_percent > 100)
     return Status::error(StatusCode::kInvalidArgument, "-M {}: a percentage 0..100", read_percent);
-  if (read_percent < 0) {
-    read_percent = mixed ? 50 : (params.pattern == Pattern::kRead || params.pattern == Pattern::kRandRead) ? 100 : 0;
-  }
-  report.read_percent = read_percent;
   for (int core : params.cores) {
     if (core < 0 || core >= online_cores()) {
       return Status::error(StatusCode::kInvalidArgument, "--cores: core {} does not exist (this machine has 0..{})",
                            core, online_cores() - 1);
     }
   }
+  if (read_percent >= 0) return read_percent;
+  return mixed ? 50 : (params.pattern == Pattern::kRead || params.pattern == Pattern::kRandRead) ? 100 : 0;
+}
 
+Result<Target> open_controller_target(const PerfParams& params) {
   // DMA memory: the I/O buffers plus each queue's SQ, CQ and PRP pages, with room to spare.
   nvme::BackendOptions backend = params.backend;
   const std::size_t per_qpair = std::size_t{params.queue_depth} * params.io_bytes +
@@ -409,93 +542,135 @@ Result<PerfReport> run_perf(const PerfParams& params, const ProgressFn& progress
   backend.max_io_queues = static_cast<std::uint16_t>(std::max<std::uint32_t>(backend.max_io_queues, params.qpairs));
   auto ctrl = nvme::open_controller(backend);
   if (!ctrl.ok()) return ctrl.status();
-  nvme::Controller& controller = **ctrl;
-  report.controller = controller.name();
-  const auto& namespaces = controller.namespaces();
-  if (params.io_bytes > controller.info().max_transfer_bytes && controller.info().max_transfer_bytes != 0) {
-    return Status::error(StatusCode::kInvalidArgument, "-o {}: above the controller's {}-byte transfer limit",
-                         params.io_bytes, controller.info().max_transfer_bytes);
-  }
+  Target target;
+  target.controller = std::move(*ctrl);
+  target.name = target.controller->name();
+  target.namespaces = target.controller->namespaces();
+  target.max_transfer_bytes = target.controller->info().max_transfer_bytes;
+  return target;
+}
 
-  // Regions: with --verify, queue pairs sharing a namespace split it.
+Result<Target> open_service_target(const PerfParams& params) {
+  // The arena holds every queue's buffers, with room to spare; the daemon's policy may cap it.
+  const std::size_t buffers = std::size_t{params.queue_depth} * params.io_bytes * params.qpairs;
+  const std::size_t arena = std::max(service::kDefaultArenaBytes, buffers + (1u << 20));
+  if (arena > service::kMaxArenaBytes) {
+    return Status::error(StatusCode::kInvalidArgument, "-q {} x -o {} x --qpairs {}: above the {}-byte session arena",
+                         params.queue_depth, params.io_bytes, params.qpairs, service::kMaxArenaBytes);
+  }
+  auto client = service::Client::connect(params.socket, arena);
+  if (!client.ok()) return client.status();
+  auto ns = (*client)->namespace_info(params.nsid);
+  if (!ns.ok()) return ns.status();
+  if (ns->read_only && params.pattern != Pattern::kRead && params.pattern != Pattern::kRandRead) {
+    return Status::error(StatusCode::kPermissionDenied, "--nsid {}: read-only for this client; use -w read or randread",
+                         params.nsid);
+  }
+  Target target;
+  target.name =
+      fmt::format("nvmuxd {} session {}", params.socket.empty() ? service::default_socket_path() : params.socket,
+                  (*client)->session_id());
+  target.namespaces.push_back(nvme::NamespaceInfo{ns->nsid, ns->blocks, ns->block_size});
+  target.max_transfer_bytes = ns->max_transfer_bytes;
+  target.client = std::move(*client);
+  return target;
+}
+
+// One worker per queue pair, each with its range of I/O units: the run's --partition of its
+// namespace, split further between the queue pairs sharing that namespace when verifying.
+Result<std::vector<std::unique_ptr<WorkerBase>>> plan_workers(const PerfParams& params, int read_percent,
+                                                              Target& target, Shared& shared) {
+  const auto& namespaces = target.namespaces;
+  if (params.io_bytes > target.max_transfer_bytes && target.max_transfer_bytes != 0) {
+    return Status::error(StatusCode::kInvalidArgument, "-o {}: above the device's {}-byte transfer limit",
+                         params.io_bytes, target.max_transfer_bytes);
+  }
   std::vector<std::uint32_t> sharing(namespaces.size(), 0);
   for (std::uint32_t i = 0; i < params.qpairs; ++i) ++sharing[i % namespaces.size()];
-  Shared shared;
-  std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::uint32_t> seen(namespaces.size(), 0);
+  std::vector<std::unique_ptr<WorkerBase>> workers;
   for (std::uint32_t i = 0; i < params.qpairs; ++i) {
     const nvme::NamespaceInfo& ns = namespaces[i % namespaces.size()];
     if (params.io_bytes % ns.block_size != 0) {
       return Status::error(StatusCode::kInvalidArgument, "-o {}: not a multiple of namespace {}'s {}-byte blocks",
                            params.io_bytes, ns.nsid, ns.block_size);
     }
-    std::uint64_t units = ns.blocks / (params.io_bytes / ns.block_size);
-    std::uint64_t first = 0;
+    const PartitionUnits part = partition_units(params.partition, ns.blocks, params.io_bytes / ns.block_size);
+    std::uint64_t first = part.first_unit, units = part.units;
     if (params.verify) {
-      std::uint32_t k = seen[i % namespaces.size()]++;
-      std::uint32_t m = sharing[i % namespaces.size()];
-      first = units * k / m;
-      units = units * (k + 1) / m - first;
+      const std::uint32_t k = seen[i % namespaces.size()]++;
+      const std::uint32_t m = sharing[i % namespaces.size()];
+      first = part.first_unit + part.units * k / m;
+      units = part.first_unit + part.units * (k + 1) / m - first;
       if (units < 2ull * params.queue_depth) {
         return Status::error(StatusCode::kInvalidArgument,
                              "--verify: namespace {} gives each queue pair {} I/O units, fewer than twice -q {}; use a "
-                             "larger namespace, a smaller -q or fewer --qpairs",
+                             "larger namespace, a smaller -q, fewer --qpairs or fewer --partition ranges",
                              ns.nsid, units, params.queue_depth);
       }
     } else if (units == 0) {
-      return Status::error(StatusCode::kInvalidArgument, "-o {}: larger than namespace {}", params.io_bytes, ns.nsid);
+      return Status::error(StatusCode::kInvalidArgument, "-o {}: larger than namespace {}{}", params.io_bytes, ns.nsid,
+                           params.partition.count > 1 ? " / --partition's range" : "");
     }
-    int core = params.cores.empty() ? -1 : params.cores[i % params.cores.size()];
-    workers.push_back(
-        std::make_unique<Worker>(i, report.params, read_percent, controller, ns, first, units, core, shared));
+    const int core = params.cores.empty() ? -1 : params.cores[i % params.cores.size()];
+    if (params.service) {
+      workers.push_back(
+          std::make_unique<Worker<ServiceIo>>(i, params, read_percent, target, ns, first, units, core, shared));
+    } else {
+      workers.push_back(
+          std::make_unique<Worker<QpairIo>>(i, params, read_percent, target, ns, first, units, core, shared));
+    }
   }
+  return workers;
+}
 
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Starts the workers, waits for every one to be ready (prefilled), runs the timed window with a
+// progress report about once a second, stops and joins them.
+void run_workers(const std::vector<std::unique_ptr<WorkerBase>>& workers, Shared& shared, const PerfParams& params,
+                 const ProgressFn& progress, PerfReport& report) {
   std::vector<std::thread> threads;
   threads.reserve(workers.size());
-  for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
-  auto wait_start = std::chrono::steady_clock::now();
+  for (const auto& w : workers) threads.emplace_back([&w] { w->run(); });
+  const auto wait_start = std::chrono::steady_clock::now();
   while (shared.ready.load(std::memory_order_acquire) < workers.size()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     if (progress && shared.prefilling.load(std::memory_order_relaxed) != 0) {
       Progress p;
       p.prefill = true;
-      p.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
+      p.elapsed_s = seconds_since(wait_start);
       progress(p);
     }
   }
-  report.prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
-  bool setup_failed = false;
-  for (auto& w : workers) setup_failed = setup_failed || !w->status().ok();
-  if (setup_failed) {
-    shared.stop.store(true);
-  } else {
+  report.prefill_seconds = seconds_since(wait_start);
+  const bool setup_failed =
+      std::any_of(workers.begin(), workers.end(), [](const auto& w) { return !w->status().ok(); });
+  if (!setup_failed) {
     shared.start.store(true, std::memory_order_release);  // every worker is ready: go
-    auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = std::chrono::steady_clock::now();
     std::uint64_t last_ios = 0;
     double last_report = 0;
-    while (true) {
+    for (double elapsed = 0; elapsed < params.seconds; elapsed = seconds_since(t0)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (elapsed >= params.seconds) break;
-      if (progress && elapsed - last_report >= 1.0) {
-        std::uint64_t ios = 0;
-        for (auto& w : workers) ios += w->progress_ios();
-        progress(Progress{elapsed, params.seconds, ios, static_cast<double>(ios - last_ios) / (elapsed - last_report),
-                          false});
-        last_ios = ios;
-        last_report = elapsed;
-      }
+      if (!progress || elapsed - last_report < 1.0) continue;
+      std::uint64_t ios = 0;
+      for (const auto& w : workers) ios += w->progress_ios();
+      progress(
+          Progress{elapsed, params.seconds, ios, static_cast<double>(ios - last_ios) / (elapsed - last_report), false});
+      last_ios = ios;
+      last_report = elapsed;
     }
-    shared.stop.store(true, std::memory_order_relaxed);
   }
+  shared.stop.store(true, std::memory_order_relaxed);
   for (auto& t : threads) t.join();
+}
 
-  for (auto& w : workers) {
-    if (!w->status().ok()) return Status(w->status().code(), w->status().message());
-  }
+void add_results(const std::vector<std::unique_ptr<WorkerBase>>& workers, PerfReport& report) {
   report.total.name = "Total";
-  double max_seconds = 0;
-  for (auto& w : workers) {
+  for (const auto& w : workers) {
     QpairResult& r = w->result();
     report.total.ios += r.ios;
     report.total.bytes += r.bytes;
@@ -506,15 +681,39 @@ Result<PerfReport> run_perf(const PerfParams& params, const ProgressFn& progress
     report.total.submitted += r.submitted;
     report.total.refills += r.refills;
     report.total.latency_ticks.merge(r.latency_ticks);
-    max_seconds = std::max(max_seconds, r.seconds);
+    report.total.seconds = std::max(report.total.seconds, r.seconds);
     for (auto& m : w->mismatches()) {
-      if (report.mismatches.size() < params.max_reported_mismatches) report.mismatches.push_back(m);
+      if (report.mismatches.size() < report.params.max_reported_mismatches) report.mismatches.push_back(m);
     }
     report.qpairs.push_back(r);
   }
-  report.total.seconds = max_seconds;
   // Total IOPS is the sum of the queue pairs' rates (each measured over its own window).
+}
+
+}  // namespace
+
+Result<PerfReport> run_perf(const PerfParams& params, const ProgressFn& progress) {
+  PerfReport report;
+  report.params = params;
+  auto read_percent = check_params(params);
+  if (!read_percent.ok()) return read_percent.status();
+  report.read_percent = *read_percent;
+  auto target = params.service ? open_service_target(params) : open_controller_target(params);
+  if (!target.ok()) return target.status();
+  report.controller = target->name;
+  Shared shared;
+  auto workers = plan_workers(report.params, *read_percent, *target, shared);
+  if (!workers.ok()) return workers.status();
+  run_workers(*workers, shared, params, progress, report);
+  for (const auto& w : *workers) {
+    if (!w->status().ok()) return Status(w->status().code(), w->status().message());
+  }
+  add_results(*workers, report);
   return report;
+}
+
+std::string_view backend_name(const PerfParams& params) {
+  return params.service ? "service" : nvme::to_string(params.backend.backend);
 }
 
 std::string format_report(const PerfReport& report) {
@@ -522,8 +721,13 @@ std::string format_report(const PerfReport& report) {
   std::string out;
   out +=
       fmt::format("nvmux-perf: backend {}, {} ({}% reads), {} B I/Os, queue depth {}, {} queue pair(s), {:.1f} s{}\n",
-                  nvme::to_string(p.backend.backend), to_string(p.pattern), report.read_percent, p.io_bytes,
-                  p.queue_depth, p.qpairs, p.seconds, p.verify ? ", verify" : "");
+                  backend_name(p), to_string(p.pattern), report.read_percent, p.io_bytes, p.queue_depth, p.qpairs,
+                  p.seconds, p.verify ? ", verify" : "");
+  if (p.service || p.partition.count > 1) {
+    out += fmt::format(
+        "{}{}\n", report.controller,
+        p.partition.count > 1 ? fmt::format(", partition {}/{}", p.partition.index, p.partition.count) : std::string());
+  }
   if (p.iodepth_low) {
     out += fmt::format("refill at <= {} in flight (--iodepth-low): {:.1f} I/Os per refill on average\n", *p.iodepth_low,
                        avg_submit_batch(report.total));
@@ -575,8 +779,9 @@ nlohmann::json report_to_json(const PerfReport& report) {
   nlohmann::json ns = nlohmann::json::array();
   for (const auto& a : p.backend.namespaces) ns.push_back(a.text);
   nlohmann::json j;
-  j["params"] = {{"backend", nvme::to_string(p.backend.backend)},
+  j["params"] = {{"backend", backend_name(p)},
                  {"namespaces", ns},
+                 {"partition", fmt::format("{}/{}", p.partition.index, p.partition.count)},
                  {"queue_depth", p.queue_depth},
                  {"iodepth_low", p.iodepth_low.value_or(p.queue_depth)},
                  {"max_completions_per_poll", p.max_completions_per_poll},
@@ -588,6 +793,11 @@ nlohmann::json report_to_json(const PerfReport& report) {
                  {"cores", p.cores},
                  {"verify", p.verify},
                  {"controller", report.controller}};
+  if (p.service) {
+    j["params"]["socket"] = p.socket;
+    j["params"]["nsid"] = p.nsid;
+    j["params"]["wait"] = p.wait_for_completions;
+  }
   j["qpairs"] = nlohmann::json::array();
   double total_iops = 0, total_mib = 0;
   for (const QpairResult& r : report.qpairs) {

@@ -5,6 +5,13 @@
 // keeps `queue_depth` I/Os in flight for `seconds`, and records every completion's latency from
 // submit to callback. Queue pair i works on namespace (i % namespaces) + 1.
 //
+// With `service`, the run is a client of nvmuxd instead: one session, and one session queue per
+// "queue pair" (the daemon owns the device's queue pairs), all on namespace `nsid`; data buffers
+// live in the session's shared arena, so the device reads and writes them directly.
+//
+// --partition K/N: every queue pair works only inside the K-th of N equal LBA ranges of its
+// namespace (nvmux/common/partition.hpp), so N verifying processes can share one namespace.
+//
 // --verify: every block written carries (LBA, generation, a pattern derived from both); every
 // block read is checked against the generation this run last wrote there. Before a workload that
 // reads, each queue pair first writes its whole region once (the "prefill", not timed) so every
@@ -23,6 +30,7 @@
 #include <nlohmann/json.hpp>
 
 #include "nvmux/common/histogram.hpp"
+#include "nvmux/common/partition.hpp"
 #include "nvmux/common/status.hpp"
 #include "nvmux/nvme/backend.hpp"
 
@@ -32,9 +40,18 @@ enum class Pattern { kRead, kWrite, kRandRead, kRandWrite, kRw, kRandRw };
 Result<Pattern> parse_pattern(std::string_view name);
 std::string_view to_string(Pattern pattern);
 
+struct PerfParams;
+// "emu", "uring" or "service".
+std::string_view backend_name(const PerfParams& params);
+
 struct PerfParams {
-  nvme::BackendOptions backend;
-  std::uint32_t queue_depth = 32;  // -q
+  nvme::BackendOptions backend;       // emu, uring (unused with `service`)
+  bool service = false;               // --backend service: drive nvmuxd
+  std::string socket;                 // --socket ("" = the default socket path)
+  std::uint32_t nsid = 1;             // --nsid, with `service`
+  bool wait_for_completions = false;  // --wait, with `service`: sleep instead of polling when idle
+  Partition partition;                // --partition K/N
+  std::uint32_t queue_depth = 32;     // -q
   // --iodepth-low (fio's iodepth_low): refill the queue only once at most this many I/Os are in
   // flight, then fill it completely. Unset: refill as soon as any slot frees (spdk_nvme_perf's way).
   std::optional<std::uint32_t> iodepth_low;

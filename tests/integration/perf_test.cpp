@@ -7,11 +7,14 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
 #include <atomic>
 #include <filesystem>
 #include <thread>
 
 #include "support/loop_device.hpp"
+#include "support/nvmuxd_process.hpp"
 
 namespace nvmux::perf {
 namespace {
@@ -218,6 +221,140 @@ TEST(Perf, VerifyCatchesBlocksCorruptedUnderneathIt) {
   EXPECT_GT(r->total.verify_errors, 0u) << "verify passed blocks that were overwritten with junk";
   ASSERT_FALSE(r->mismatches.empty());
   EXPECT_NE(r->mismatches[0].found.find("header lba"), std::string::npos) << r->mismatches[0].found;
+}
+
+// --backend service: the same engine through a real nvmuxd child process.
+class PerfService : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    socket_ = scratch("nvmuxd.sock");
+    daemon_ = std::make_unique<test::NvmuxdProcess>(
+        NVMUXD_BINARY, socket_,
+        std::vector<std::string>{"--ns", "ram:size=64M", "--cores", "0", "--log-level", "warn"});
+    ASSERT_TRUE(daemon_->ready()) << "nvmuxd did not start: " << daemon_->output();
+  }
+  PerfParams service_params() const {
+    PerfParams p;
+    p.service = true;
+    p.socket = socket_;
+    p.pattern = Pattern::kRandRw;
+    p.queue_depth = 8;
+    p.seconds = 0.3;
+    p.verify = true;
+    return p;
+  }
+  // Runs the nvmux-perf binary with `args`; returns its exit status and fills `out`.
+  static int run_binary(const std::vector<std::string>& args, std::string& out) {
+    std::string cmd = NVMUX_PERF_BINARY;
+    for (const auto& a : args) cmd += " '" + a + "'";
+    cmd += " 2>&1";
+    FILE* pipe = popen(cmd.c_str(), "r");
+    if (pipe == nullptr) return -1;
+    char buf[4096];
+    while (std::fgets(buf, sizeof(buf), pipe) != nullptr) out += buf;
+    return pclose(pipe);
+  }
+
+  std::string socket_;
+  std::unique_ptr<test::NvmuxdProcess> daemon_;
+};
+
+TEST_F(PerfService, VerifiesThroughNvmuxdWithTwoQueues) {
+  PerfParams p = service_params();
+  p.qpairs = 2;
+  auto r = run_perf(p);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->qpairs.size(), 2u);
+  EXPECT_GT(r->total.reads, 0u);
+  EXPECT_GT(r->total.writes, 0u);
+  EXPECT_EQ(r->total.io_errors, 0u);
+  EXPECT_EQ(r->total.verify_errors, 0u);
+  EXPECT_NE(r->controller.find("nvmuxd " + socket_), std::string::npos) << r->controller;
+  EXPECT_NE(r->qpairs[0].name.find("nvmuxd-s"), std::string::npos) << r->qpairs[0].name;
+  auto j = report_to_json(*r);
+  EXPECT_EQ(j["params"]["backend"], "service");
+  EXPECT_EQ(j["params"]["socket"], socket_);
+  EXPECT_EQ(j["params"]["nsid"], 1);
+}
+
+TEST_F(PerfService, WaitModeSleepsForCompletionsAndStillVerifies) {
+  PerfParams p = service_params();
+  p.queue_depth = 1;
+  p.wait_for_completions = true;
+  auto r = run_perf(p);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_GT(r->total.ios, 0u);
+  EXPECT_EQ(r->total.verify_errors, 0u);
+  EXPECT_EQ(r->total.io_errors, 0u);
+}
+
+// Four processes verify one namespace side by side, each in its own --partition: a range that
+// overlapped another's would show up as mismatches (each process expects only its own writes).
+TEST_F(PerfService, FourVerifyingProcessesSharePartitionsOfOneNamespace) {
+  std::vector<std::string> outputs(4);
+  std::vector<int> statuses(4);
+  std::vector<std::thread> runs;
+  for (int k = 0; k < 4; ++k) {
+    runs.emplace_back([&, k] {
+      statuses[k] = run_binary({"--backend", "service", "--socket", socket_, "-w", "randrw", "-q", "8", "-t", "1",
+                                "--verify", "--partition", fmt::format("{}/4", k)},
+                               outputs[k]);
+    });
+  }
+  for (auto& t : runs) t.join();
+  for (int k = 0; k < 4; ++k) {
+    EXPECT_EQ(statuses[k], 0) << outputs[k];
+    EXPECT_NE(outputs[k].find(fmt::format("partition {}/4", k)), std::string::npos) << outputs[k];
+    EXPECT_NE(outputs[k].find(" 0 mismatching blocks"), std::string::npos) << outputs[k];
+  }
+}
+
+TEST_F(PerfService, OptionsOfAnotherBackendAreNamed) {
+  std::string out;
+  EXPECT_EQ(WEXITSTATUS(run_binary({"--backend", "service", "--socket", socket_, "--ns", "ram:size=1M"}, out)), 2);
+  EXPECT_NE(out.find("--ns: with --backend service the daemon's namespaces are used"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(WEXITSTATUS(run_binary({"--backend", "service", "--socket", socket_, "--emu-latency-us", "5"}, out)), 2);
+  EXPECT_NE(out.find("--emu-latency-us does not apply"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(WEXITSTATUS(run_binary({"--backend", "emu", "--socket", socket_}, out)), 2);
+  EXPECT_NE(out.find("--socket does not apply to --backend emu"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(WEXITSTATUS(run_binary({"--backend", "servce"}, out)), 2);
+  EXPECT_NE(out.find("--backend servce: unknown backend (emu, uring or service)"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(WEXITSTATUS(run_binary({"--partition", "4/4"}, out)), 2);
+  EXPECT_NE(out.find("--partition '4/4'"), std::string::npos) << out;
+
+  PerfParams p = service_params();
+  p.nsid = 7;
+  auto r = run_perf(p);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kNotFound) << r.status().to_string();
+  p = service_params();
+  p.socket = scratch("no-daemon.sock");
+  r = run_perf(p);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().to_string();
+  p = emu_params();
+  p.wait_for_completions = true;
+  r = run_perf(p);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("--wait applies to --backend service only"), std::string::npos);
+}
+
+TEST(Perf, PartitionRunsOnlyInsideItsRange) {
+  // An emu namespace of 64 units split in 4: partition 3/4 has 16 units, enough for -q 8 with
+  // --verify (twice the depth); 5 partitions of the same namespace leave too few and say so.
+  PerfParams p = emu_params("ram:size=256K");
+  p.partition = {3, 4};
+  auto r = run_perf(p);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->total.verify_errors, 0u);
+  p.partition = {0, 5};
+  r = run_perf(p);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("fewer than twice -q 8"), std::string::npos) << r.status().message();
 }
 
 }  // namespace
