@@ -380,6 +380,41 @@ TEST_F(Service, ASecondDaemonOnTheSocketIsRefusedAndAStaleSocketIsReplaced) {
   EXPECT_FALSE(std::filesystem::exists(socket_));
 }
 
+// A device that answers after the daemon's --io-timeout-ms: the request completes to the client
+// with -ETIMEDOUT by then (the queue pair's own timeout), the late answer is dropped, and the
+// daemon goes on serving with nothing left in flight.
+class ServiceSlowDevice : public Service {
+ protected:
+  void SetUp() override {
+    start({"--ns", "ram:size=16M", "--emu-latency-us", std::to_string(kDeviceLatencyMs * 1000), "--io-timeout-ms",
+           std::to_string(kTimeoutMs)});
+  }
+  static constexpr int kDeviceLatencyMs = 400;
+  static constexpr int kTimeoutMs = 50;
+};
+
+TEST_F(ServiceSlowDevice, ACommandPastItsTimeoutCompletesWithEtimedout) {
+  auto client = connect();
+  ASSERT_TRUE(client);
+  auto q = client->create_queue(4).value();
+  auto* buf = client->buf_alloc(kBlock);
+  ASSERT_NE(buf, nullptr);
+  for (int round = 0; round < 2; ++round) {
+    const std::uint64_t t0 = monotonic_ns();
+    nvmux_cpl cpl = run(*q, [&](Done* d) { return q->read(1, 7, 1, buf, Done::cb, d); });
+    const double waited_ms = static_cast<double>(monotonic_ns() - t0) / 1e6;
+    EXPECT_EQ(cpl.status, -ETIMEDOUT) << "round " << round << ": " << nvmux_strerror(cpl.status);
+    EXPECT_GE(waited_ms, kTimeoutMs * 0.9) << "round " << round;
+    EXPECT_LT(waited_ms, kDeviceLatencyMs) << "round " << round << ": the timeout did not fire before the device";
+    // Let the device's late answer arrive (and be dropped) before the next round.
+    std::this_thread::sleep_for(std::chrono::milliseconds(kDeviceLatencyMs + 100));
+  }
+  auto stats = client->daemon_stats();
+  ASSERT_TRUE(stats.ok()) << stats.status().to_string();
+  EXPECT_EQ(stats->in_flight, 0u);
+  EXPECT_EQ(stats->sessions, 1u);
+}
+
 TEST(ServiceStandalone, NoDaemonIsNotConnected) {
   auto c = Client::connect("/tmp/nvmux-no-such-daemon.sock");
   EXPECT_EQ(c.status().code(), StatusCode::kUnavailable);
