@@ -184,7 +184,7 @@ Status wait_for_space(Lane& lane, bool blocking) {
       return Status::error(StatusCode::kAborted, "send to lightweight thread '{}': its consumer '{}' has exited",
                            lane.target->name(), lane.consumer->name());
     }
-    futex_wait(lane.producer_waiting, 1, kBlockedSenderRecheckUs);
+    futex_wait<FutexScope::kPrivate>(lane.producer_waiting, 1, kBlockedSenderRecheckUs);
   }
 }
 

@@ -42,7 +42,7 @@ void Reactor::wake_fenced() {
   // Awake (the common case): one relaxed load, no syscall. Asleep: the one caller whose exchange
   // returns 1 makes the single FUTEX_WAKE of this sleep.
   if (sleep_word_.load(std::memory_order_relaxed) == 1 && sleep_word_.exchange(0, std::memory_order_relaxed) == 1) {
-    futex_wake(sleep_word_, 1);
+    futex_wake<FutexScope::kPrivate>(sleep_word_, 1);
   }
 }
 
@@ -139,7 +139,7 @@ void Reactor::sleep_until_work(std::uint64_t now_us) {
     return;
   }
   single_writer_add(sleeps, 1);
-  futex_wait(sleep_word_, 1, timeout_us);
+  futex_wait<FutexScope::kPrivate>(sleep_word_, 1, timeout_us);
   // 0 here means a waker cleared it (and made the syscall); 1 means a timer or a spurious return.
   if (sleep_word_.exchange(0, std::memory_order_acquire) == 0) single_writer_add(wakeups, 1);
 }

@@ -258,7 +258,7 @@ void Runtime::wake_blocked_senders() {
   full_fence();
   for (auto& lane : lanes_) {
     if (lane->producer_waiting.exchange(0, std::memory_order_relaxed) != 0)
-      detail::futex_wake(lane->producer_waiting, 1);
+      detail::futex_wake<detail::FutexScope::kPrivate>(lane->producer_waiting, 1);
   }
 }
 

@@ -202,7 +202,7 @@ namespace {
 void wake_blocked_producer_fenced(detail::Lane& lane) {
   if (lane.producer_waiting.load(std::memory_order_relaxed) != 0 &&
       lane.producer_waiting.exchange(0, std::memory_order_relaxed) != 0) {  // only one waker makes the syscall
-    detail::futex_wake(lane.producer_waiting, 1);
+    detail::futex_wake<detail::FutexScope::kPrivate>(lane.producer_waiting, 1);
   }
 }
 
