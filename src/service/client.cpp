@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "../runtime/futex.hpp"  // header-only: no link to the runtime
 #include "control_socket.hpp"
 #include "nvmux/common/fence.hpp"
 
@@ -324,11 +325,11 @@ Status Queue::submit(IoOpcode op, std::uint32_t nsid, std::uint64_t lba, std::ui
 }
 
 void Queue::wake_owner() {
-  // Dekker with the owner: it sets owner_idle, fences, then re-checks the SQ; we published the
-  // tail, fence, then check owner_idle. One of the two sees the other.
+  // The WakeWord protocol (shared scope) with an eventfd for a futex: the owner arms owner_idle,
+  // fences, then re-checks the SQ; we published the tail, fence, then check the flag. One of the
+  // two sees the other; of several wakes of one idle period, one writes the eventfd.
   full_fence();
-  if (wake_->owner_idle.load(std::memory_order_relaxed) != 0 &&
-      wake_->owner_idle.exchange(0, std::memory_order_relaxed) != 0) {  // one syscall per idle period
+  if (detail::SharedWakeWord(wake_->owner_idle).claim_fenced()) {
     std::uint64_t one = 1;
     (void)!::write(owner_eventfd_, &one, sizeof(one));
   }

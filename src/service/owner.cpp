@@ -10,6 +10,7 @@
 #include <climits>
 #include <future>
 
+#include "../runtime/futex.hpp"  // header-only
 #include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/fence.hpp"
@@ -100,7 +101,7 @@ Owner::~Owner() {
 Status Owner::attach(std::unique_ptr<ServiceQueue> queue) {
   ServiceQueue* q = queue.release();
   Status s = send_msg(*thread_, [this, q] {
-    q->wake->owner_idle.store(0, std::memory_order_relaxed);
+    detail::SharedWakeWord(q->wake->owner_idle).disarm();
     queues_.emplace_back(q);
     armed_ = false;  // the next idle period arms every queue, this one included
     last_work_tsc_ = read_tsc();
@@ -166,8 +167,18 @@ PollerResult Owner::poll() {
   return PollerResult::kIdle;
 }
 
+// The sleeper side of the WakeWord protocol for an owner that sleeps in its reactor and is woken
+// through the eventfd: arm (or disarm) every queue's owner_idle, one fence, then the caller
+// re-checks the SQs. armed_ is our own record; the words are the client's to clear (or scribble).
 void Owner::arm_idle(bool arm) {
-  for (auto& q : queues_) q->wake->owner_idle.store(arm ? 1 : 0, std::memory_order_relaxed);
+  for (auto& q : queues_) {
+    detail::SharedWakeWord owner_idle(q->wake->owner_idle);
+    if (arm) {
+      owner_idle.arm();
+    } else {
+      owner_idle.disarm();
+    }
+  }
   armed_ = arm;
   full_fence();  // flags before the re-check of the SQs
 }
