@@ -1,13 +1,10 @@
 #include "owner.hpp"
 
-#include <linux/futex.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
-#include <climits>
 #include <future>
 
 #include "../runtime/futex.hpp"  // header-only
@@ -294,15 +291,12 @@ void Owner::wake_clients() {
   bool any = false;
   for (auto& q : queues_) any = any || q->posted;
   if (!any) return;
-  full_fence();  // CQ tails before the waiting flags
+  full_fence();  // CQ tails before the waiting flags (the WakeWord protocol, shared scope)
   for (auto& q : queues_) {
     if (!q->posted) continue;
     q->posted = false;
-    if (q->wake->client_waiting.load(std::memory_order_relaxed) == 0) continue;
-    q->wake->client_waiting.store(0, std::memory_order_relaxed);
-    q->wake->completion_seq.fetch_add(1, std::memory_order_release);  // the futex word the client sleeps on
-    ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&q->wake->completion_seq), FUTEX_WAKE, INT_MAX, nullptr,
-              nullptr, 0);
+    // The client writes this word: whatever it holds costs us at most one FUTEX_WAKE per batch.
+    detail::SharedWakeWord(q->wake->client_waiting).wake_fenced();
   }
 }
 
