@@ -113,7 +113,7 @@ void expect_sound(const SideStats& s, const char* side) {
 }
 
 TEST(WakeWordStressTest, ThreadsHandEveryStampedElementOverWithoutLostWakeups) {
-  const std::uint64_t count = test::stress_count(kFullHandovers, 2'000);
+  const std::uint64_t count = test::stress_count(kFullHandovers, 20'000);
   Mailbox box;
   SideStats producer_stats;
   std::thread producer([&] { producer_stats = produce<FutexScope::kPrivate>(box, count); });
@@ -135,7 +135,7 @@ TEST(WakeWordStressTest, ThreadsHandEveryStampedElementOverWithoutLostWakeups) {
 // The shared scope across fork(): the child produces into a MAP_SHARED mailbox, the parent
 // consumes. The child reports its own soundness through its exit code.
 TEST(WakeWordStressTest, ProcessesHandEveryStampedElementOverThroughASharedWord) {
-  const std::uint64_t count = test::stress_count(kFullHandovers / 4, 1'000);
+  const std::uint64_t count = test::stress_count(kFullHandovers / 4, 5'000);
   void* page = ::mmap(nullptr, sizeof(Mailbox), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(page, MAP_FAILED);
   Mailbox* box = new (page) Mailbox();
