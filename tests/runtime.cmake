@@ -12,3 +12,16 @@ nvmux_gtest(runtime_reactor_test
 nvmux_gtest(runtime_stress_test
   SOURCES stress/runtime_stress_test.cpp
   DEPS nvmux_runtime LABELS "stress;concurrency")
+
+# The sleep/wake primitive (src/runtime/futex.hpp, header-only: common is all it needs). The unit
+# test drives it from one thread; the stress test hands stamped elements between threads and
+# across fork() through the sleep protocol.
+nvmux_gtest(runtime_futex_test
+  SOURCES unit/runtime/futex_test.cpp
+  DEPS nvmux_common LABELS "unit;concurrency")
+target_include_directories(runtime_futex_test PRIVATE ${PROJECT_SOURCE_DIR}/src/runtime)
+
+nvmux_gtest(runtime_futex_stress_test
+  SOURCES stress/futex_stress_test.cpp
+  DEPS nvmux_common LABELS "stress;concurrency")
+target_include_directories(runtime_futex_stress_test PRIVATE ${PROJECT_SOURCE_DIR}/src/runtime)

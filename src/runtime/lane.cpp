@@ -162,30 +162,37 @@ Status wait_for_space(Lane& lane, bool blocking) {
     std::this_thread::yield();
     if (producer.refresh_free() != 0) return {};
   }
-  while (true) {
-    lane.producer_waiting.store(1, std::memory_order_relaxed);
-    // The flag is visible before we re-read head; pairs with the consumer's fence between its head
-    // store and reading the flag. Either we see the space or it sees the flag and wakes us.
-    full_fence();
+  // Sleep on producer_waiting (the WakeWord protocol, futex.hpp): the re-check below runs after
+  // the flag is visible, so either we see the space or the consumer (or stop(), or the consumer's
+  // exit) sees the flag after its own fence and wakes us.
+  enum class Outcome { kStillFull, kStopped, kSpace, kConsumerExited };
+  Outcome outcome = Outcome::kStillFull;
+  auto recheck = [&] {
     // Stopped first: stop() frees slots when it drops what is queued, and nothing would run a
     // message pushed into them.
     if (LaneAccess::runtime_stopped(runtime)) {
-      lane.producer_waiting.store(0, std::memory_order_relaxed);
-      return Status::error(StatusCode::kUnavailable,
-                           "send to lightweight thread '{}': the runtime stopped while the lane was full",
-                           lane.target->name());
+      outcome = Outcome::kStopped;
+    } else if (producer.refresh_free() != 0) {
+      outcome = Outcome::kSpace;
+    } else if (lane.consumer->state() == ThreadState::kExited) {
+      outcome = Outcome::kConsumerExited;
     }
-    if (producer.refresh_free() != 0) {
-      lane.producer_waiting.store(0, std::memory_order_relaxed);
-      return {};
-    }
-    if (lane.consumer->state() == ThreadState::kExited) {
-      lane.producer_waiting.store(0, std::memory_order_relaxed);
-      return Status::error(StatusCode::kAborted, "send to lightweight thread '{}': its consumer '{}' has exited",
-                           lane.target->name(), lane.consumer->name());
-    }
-    futex_wait(lane.producer_waiting, 1, kBlockedSenderRecheckUs);
+    return outcome != Outcome::kStillFull;
+  };
+  PrivateWakeWord waiting(lane.producer_waiting);
+  while (waiting.sleep_unless(recheck, kBlockedSenderRecheckUs) != SleepResult::kReady) {
   }
+  // sleep_unless returns kReady only when recheck() named an outcome.
+  if (outcome == Outcome::kStopped) {
+    return Status::error(StatusCode::kUnavailable,
+                         "send to lightweight thread '{}': the runtime stopped while the lane was full",
+                         lane.target->name());
+  }
+  if (outcome == Outcome::kConsumerExited) {
+    return Status::error(StatusCode::kAborted, "send to lightweight thread '{}': its consumer '{}' has exited",
+                         lane.target->name(), lane.consumer->name());
+  }
+  return {};
 }
 
 }  // namespace nvmux::detail

@@ -8,7 +8,6 @@
 #include "futex.hpp"
 #include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
-#include "nvmux/common/fence.hpp"
 #include "nvmux/common/log.hpp"
 
 namespace nvmux::detail {
@@ -31,20 +30,12 @@ void Reactor::adopt(Thread* thread) {
   wake();
 }
 
-void Reactor::wake() {
-  // Whatever the caller published is ordered before reading the sleep flag (pairs with the
-  // reactor's fence between setting the flag and re-checking for work).
-  full_fence();
-  wake_fenced();
-}
+// Whatever the caller published is ordered before reading the sleep flag (the WakeWord protocol:
+// pairs with the reactor's fence between arming and re-checking for work).
+void Reactor::wake() { PrivateWakeWord(sleep_word_).wake(); }
 
-void Reactor::wake_fenced() {
-  // Awake (the common case): one relaxed load, no syscall. Asleep: the one caller whose exchange
-  // returns 1 makes the single FUTEX_WAKE of this sleep.
-  if (sleep_word_.load(std::memory_order_relaxed) == 1 && sleep_word_.exchange(0, std::memory_order_relaxed) == 1) {
-    futex_wake(sleep_word_, 1);
-  }
-}
+// Awake (the common case): one relaxed load, no syscall; asleep: one FUTEX_WAKE per sleep.
+void Reactor::wake_fenced() { PrivateWakeWord(sleep_word_).wake_fenced(); }
 
 Status Reactor::launch() {
   std::promise<Status> pinned;
@@ -130,18 +121,12 @@ void Reactor::sleep_until_work(std::uint64_t now_us) {
   if (timeout_us == 0) return;
   timeout_us = std::min(timeout_us, max_sleep_us);
 
-  sleep_word_.store(1, std::memory_order_relaxed);
-  // The flag is visible before we re-check the lanes; pairs with the sender's fence between its
-  // slot publication and reading the flag. Either it sees 1 and wakes us, or we see its message.
-  full_fence();
-  if (has_work()) {
-    sleep_word_.store(0, std::memory_order_relaxed);
-    return;
-  }
-  single_writer_add(sleeps, 1);
-  futex_wait(sleep_word_, 1, timeout_us);
-  // 0 here means a waker cleared it (and made the syscall); 1 means a timer or a spurious return.
-  if (sleep_word_.exchange(0, std::memory_order_acquire) == 0) single_writer_add(wakeups, 1);
+  // The re-check runs after the flag is visible: either a sender sees it and wakes us, or
+  // has_work() sees its message (the WakeWord protocol, futex.hpp).
+  SleepResult slept =
+      PrivateWakeWord(sleep_word_)
+          .sleep_unless([this] { return has_work(); }, timeout_us, [this] { single_writer_add(sleeps, 1); });
+  if (slept == SleepResult::kWoken) single_writer_add(wakeups, 1);  // not a timer or a spurious return
 }
 
 void Reactor::run() {

@@ -8,11 +8,11 @@
 //   reactor thread only  threads_, the loop, the sleep
 //   any thread           adopt (locked hand-over list), wake, request_exit, the stats counters
 //
-// Sleep protocol (no lost wake-ups): the reactor stores sleep_word = 1, fences, re-checks every
-// lane, incoming hand-over and exit flag, and only then futex-waits on sleep_word == 1. A sender
-// publishes its slot, fences, and reads sleep_word: either it sees 1 (and the one sender whose
-// exchange(0) returns 1 makes the single FUTEX_WAKE syscall), or the reactor's re-check sees its
-// message. An awake reactor costs a sender one fence and one load, no syscall.
+// Sleep protocol (no lost wake-ups): sleep_word is a PrivateWakeWord (futex.hpp). The reactor
+// arms it, fences, re-checks every lane, incoming hand-over and exit flag, and only then
+// futex-waits. A sender publishes its slot, fences, and reads sleep_word: either it sees the flag
+// (and the one sender whose exchange wins makes the single FUTEX_WAKE syscall), or the reactor's
+// re-check sees its message. An awake reactor costs a sender one fence and one load, no syscall.
 
 #include <atomic>
 #include <cstdint>
@@ -51,7 +51,7 @@ class Reactor {
   void join();
   bool running() const { return thread_.joinable(); }
   // Any thread: whether it sleeps now (or is about to). A hint for stats and tests.
-  bool asleep() const { return sleep_word_.load(std::memory_order_relaxed) == 1; }
+  bool asleep() const { return sleep_word_.load(std::memory_order_relaxed) != 0; }
 
   // Counters: single writer (the reactor), readable anywhere.
   std::atomic<std::uint64_t> busy_tsc{0};
@@ -76,7 +76,7 @@ class Reactor {
   std::thread thread_;
   std::atomic<bool> exit_requested_{false};
 
-  // Futex word: 1 while the reactor sleeps or is about to. Alone on its line: senders read it.
+  // PrivateWakeWord: armed while the reactor sleeps or is about to. Alone on its line: senders read it.
   alignas(kCacheLineBytes) std::atomic<std::uint32_t> sleep_word_{0};
 
   alignas(kCacheLineBytes) std::mutex incoming_mutex_;

@@ -256,10 +256,7 @@ void Runtime::wake_blocked_senders() {
   // Our state and head stores come before reading the flags; pairs with the sender's fence
   // between setting its flag and re-checking.
   full_fence();
-  for (auto& lane : lanes_) {
-    if (lane->producer_waiting.exchange(0, std::memory_order_relaxed) != 0)
-      detail::futex_wake(lane->producer_waiting, 1);
-  }
+  for (auto& lane : lanes_) detail::PrivateWakeWord(lane->producer_waiting).wake_fenced();
 }
 
 bool Runtime::quiescent_pass() {

@@ -196,15 +196,10 @@ bool Thread::has_pending_work() {
 
 namespace {
 
-// Wakes the lane's sender if it sleeps on the full lane. The caller has stored its new head and
-// then fenced: pairs with the producer's fence between setting the flag and re-reading head.
-// Either it sees the space or we see the flag.
-void wake_blocked_producer_fenced(detail::Lane& lane) {
-  if (lane.producer_waiting.load(std::memory_order_relaxed) != 0 &&
-      lane.producer_waiting.exchange(0, std::memory_order_relaxed) != 0) {  // only one waker makes the syscall
-    detail::futex_wake(lane.producer_waiting, 1);
-  }
-}
+// Wakes the lane's sender if it sleeps on the full lane (the WakeWord protocol, futex.hpp). The
+// caller has stored its new head and then fenced: pairs with the producer's fence between arming
+// and re-reading head. Either it sees the space or we see the flag.
+void wake_blocked_producer_fenced(detail::Lane& lane) { detail::PrivateWakeWord(lane.producer_waiting).wake_fenced(); }
 
 }  // namespace
 

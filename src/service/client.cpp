@@ -1,9 +1,7 @@
 #include "nvmux/service/client.hpp"
 
-#include <linux/futex.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "../runtime/futex.hpp"  // header-only: no link to the runtime
 #include "control_socket.hpp"
 #include "nvmux/common/fence.hpp"
 
@@ -324,11 +323,11 @@ Status Queue::submit(IoOpcode op, std::uint32_t nsid, std::uint64_t lba, std::ui
 }
 
 void Queue::wake_owner() {
-  // Dekker with the owner: it sets owner_idle, fences, then re-checks the SQ; we published the
-  // tail, fence, then check owner_idle. One of the two sees the other.
+  // The WakeWord protocol (shared scope) with an eventfd for a futex: the owner arms owner_idle,
+  // fences, then re-checks the SQ; we published the tail, fence, then check the flag. One of the
+  // two sees the other; of several wakes of one idle period, one writes the eventfd.
   full_fence();
-  if (wake_->owner_idle.load(std::memory_order_relaxed) != 0 &&
-      wake_->owner_idle.exchange(0, std::memory_order_relaxed) != 0) {  // one syscall per idle period
+  if (detail::SharedWakeWord(wake_->owner_idle).claim_fenced()) {
     std::uint64_t one = 1;
     (void)!::write(owner_eventfd_, &one, sizeof(one));
   }
@@ -433,21 +432,19 @@ Result<std::uint32_t> Queue::poll(std::uint32_t max) {
 Result<std::uint32_t> Queue::wait(int timeout_ms) {
   if (gone_) return Status::error(StatusCode::kUnavailable, "nvmuxd is gone; reconnect");
   std::uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now_ns() + std::uint64_t(timeout_ms) * 1'000'000;
-  while (cq_.refresh_available() == 0 && !cq_.failed()) {
-    std::uint32_t seq = wake_->completion_seq.load(std::memory_order_acquire);
-    wake_->client_waiting.store(1, std::memory_order_relaxed);
-    full_fence();  // Dekker with the daemon's post + fence + check
-    if (cq_.refresh_available() != 0) break;
+  // The WakeWord protocol, shared scope: arm client_waiting, fence, re-check the CQ, then a shared
+  // futex wait on the flag (the daemon wakes it from its own mapping). The daemon may write
+  // anything there: the value only decides whether FUTEX_WAIT returns at once; the CQ decides.
+  detail::SharedWakeWord waiting(wake_->client_waiting);
+  auto completed = [this] { return cq_.refresh_available() != 0 || cq_.failed(); };
+  while (!completed()) {
     std::uint64_t now = now_ns();
     if (now >= deadline) break;
     std::uint64_t slice_ns = std::min<std::uint64_t>(deadline - now, std::uint64_t{kLivenessCheckMs} * 1'000'000);
-    timespec ts{static_cast<time_t>(slice_ns / 1'000'000'000), static_cast<long>(slice_ns % 1'000'000'000)};
-    // A shared futex (no FUTEX_PRIVATE_FLAG): the daemon wakes it from its own mapping.
-    ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&wake_->completion_seq), FUTEX_WAIT, seq, &ts, nullptr, 0);
+    if (waiting.sleep_unless(completed, (slice_ns + 999) / 1000) == detail::SleepResult::kReady) break;
     last_liveness_ns_ = 0;  // a sleeper checks the daemon after every slice
     if (daemon_gone()) break;
   }
-  wake_->client_waiting.store(0, std::memory_order_relaxed);
   return poll(0);
 }
 

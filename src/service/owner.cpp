@@ -1,15 +1,13 @@
 #include "owner.hpp"
 
-#include <linux/futex.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
-#include <climits>
 #include <future>
 
+#include "../runtime/futex.hpp"  // header-only
 #include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/fence.hpp"
@@ -100,7 +98,7 @@ Owner::~Owner() {
 Status Owner::attach(std::unique_ptr<ServiceQueue> queue) {
   ServiceQueue* q = queue.release();
   Status s = send_msg(*thread_, [this, q] {
-    q->wake->owner_idle.store(0, std::memory_order_relaxed);
+    detail::SharedWakeWord(q->wake->owner_idle).disarm();
     queues_.emplace_back(q);
     armed_ = false;  // the next idle period arms every queue, this one included
     last_work_tsc_ = read_tsc();
@@ -166,8 +164,18 @@ PollerResult Owner::poll() {
   return PollerResult::kIdle;
 }
 
+// The sleeper side of the WakeWord protocol for an owner that sleeps in its reactor and is woken
+// through the eventfd: arm (or disarm) every queue's owner_idle, one fence, then the caller
+// re-checks the SQs. armed_ is our own record; the words are the client's to clear (or scribble).
 void Owner::arm_idle(bool arm) {
-  for (auto& q : queues_) q->wake->owner_idle.store(arm ? 1 : 0, std::memory_order_relaxed);
+  for (auto& q : queues_) {
+    detail::SharedWakeWord owner_idle(q->wake->owner_idle);
+    if (arm) {
+      owner_idle.arm();
+    } else {
+      owner_idle.disarm();
+    }
+  }
   armed_ = arm;
   full_fence();  // flags before the re-check of the SQs
 }
@@ -283,15 +291,12 @@ void Owner::wake_clients() {
   bool any = false;
   for (auto& q : queues_) any = any || q->posted;
   if (!any) return;
-  full_fence();  // CQ tails before the waiting flags
+  full_fence();  // CQ tails before the waiting flags (the WakeWord protocol, shared scope)
   for (auto& q : queues_) {
     if (!q->posted) continue;
     q->posted = false;
-    if (q->wake->client_waiting.load(std::memory_order_relaxed) == 0) continue;
-    q->wake->client_waiting.store(0, std::memory_order_relaxed);
-    q->wake->completion_seq.fetch_add(1, std::memory_order_release);  // the futex word the client sleeps on
-    ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&q->wake->completion_seq), FUTEX_WAKE, INT_MAX, nullptr,
-              nullptr, 0);
+    // The client writes this word: whatever it holds costs us at most one FUTEX_WAKE per batch.
+    detail::SharedWakeWord(q->wake->client_waiting).wake_fenced();
   }
 }
 

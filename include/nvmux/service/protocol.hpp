@@ -28,7 +28,9 @@
 
 namespace nvmux::service {
 
-inline constexpr std::uint16_t kProtocolVersion = 1;
+// 2: the client sleeps on client_waiting itself (one shared wake word per direction); 1 had it
+// sleep on a separate completion_seq.
+inline constexpr std::uint16_t kProtocolVersion = 2;
 inline constexpr std::uint32_t kControlMagic = 0x4358564e;             // "NVXC" in memory order
 inline constexpr std::uint64_t kSessionMagic = 0x5353455358564e4eull;  // "NNVXSESS"
 
@@ -85,16 +87,17 @@ static_assert(offsetof(IoCompletion, status) == 8);
 static_assert(offsetof(IoCompletion, nvme_status) == 12);
 static_assert(offsetof(IoCompletion, result) == 16);
 
-// The words both sides write for sleeping and waking (flag + fence, the cross-process twin of the
-// runtime's wake word). Each side's words live on their own cache line.
+// The words both sides write for sleeping and waking: shared-scope wake words (flag + fence +
+// futex or eventfd, the cross-process twin of the runtime's; src/runtime/futex.hpp). Each side's
+// word lives on its own cache line. Each side treats the other's writes as hints only.
 struct alignas(kCacheLineBytes) QueueWake {
-  // Written by the daemon (1: its owner thread is going idle; wake it by writing the queue's
+  // Armed (1) by the daemon when its owner thread is going idle (wake it by writing the queue's
   // eventfd), cleared by whichever side sees it first.
   alignas(kCacheLineBytes) std::atomic<std::uint32_t> owner_idle;
-  // Written by the client (1: it sleeps in wait()), cleared by the daemon when it wakes it.
+  // Armed (1) by the client while it sleeps in wait() (the shared futex word it sleeps on),
+  // cleared by the daemon when it wakes it, or by the client when it stops waiting.
   alignas(kCacheLineBytes) std::atomic<std::uint32_t> client_waiting;
-  // Written by the daemon only: bumped before each futex wake of the client (shared futex word).
-  std::atomic<std::uint32_t> completion_seq;
+  std::uint32_t reserved;  // was completion_seq (protocol 1); zero
 };
 static_assert(sizeof(QueueWake) == 2 * kCacheLineBytes);
 static_assert(offsetof(QueueWake, client_waiting) == kCacheLineBytes);
