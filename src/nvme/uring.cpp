@@ -247,6 +247,28 @@ class UringController::Transport final : public QueueTransport {
 
   // Turns one NVMe command into SQEs; returns how many. Commands answered at once return 0.
   std::uint32_t start(const SubmissionEntry& c) {
+    const std::uint32_t index = take_slot(c);
+    auto opcode = static_cast<NvmOpcode>(c.opcode);
+    if (opcode == NvmOpcode::kFlush && c.nsid == kAllNamespaces) {
+      for (std::uint32_t i = 0; i < ctrl_->open_.size(); ++i) prep_flush(index, i);
+      return static_cast<std::uint32_t>(ctrl_->open_.size());
+    }
+    if (c.nsid == 0 || c.nsid > ctrl_->open_.size()) {
+      return reject(index, st(GenericStatus::kInvalidNamespaceOrFormat, true));
+    }
+    const OpenNamespace& ns = ctrl_->open_[c.nsid - 1];
+    switch (opcode) {
+      case NvmOpcode::kFlush: prep_flush(index, c.nsid - 1); return 1;
+      case NvmOpcode::kRead:
+      case NvmOpcode::kWrite: return start_read_write(index, c, ns);
+      case NvmOpcode::kWriteZeroes: return start_write_zeroes(index, c, ns);
+      case NvmOpcode::kDatasetManagement: return start_deallocate(index, c, ns);
+      default: return reject(index, st(GenericStatus::kInvalidOpcode, true));
+    }
+  }
+
+  // Takes a free slot for command `c`, cleared of the last command's state; returns its index.
+  std::uint32_t take_slot(const SubmissionEntry& c) {
     std::uint32_t index = free_slots_.back();
     free_slots_.pop_back();
     Slot& s = slots_[index];
@@ -258,83 +280,86 @@ class UringController::Transport final : public QueueTransport {
     s.bounce_read = false;
     s.iov.clear();
     s.ranges.clear();
+    return index;
+  }
 
-    auto reject = [&](std::uint16_t status) -> std::uint32_t {
-      single_writer_add(counters_.rejected);
-      s.status = status;
-      finish(index);
-      return 0;
-    };
-    auto opcode = static_cast<NvmOpcode>(c.opcode);
-    if (opcode == NvmOpcode::kFlush && c.nsid == kAllNamespaces) {
-      for (std::uint32_t i = 0; i < ctrl_->open_.size(); ++i) prep_flush(index, i);
-      return static_cast<std::uint32_t>(ctrl_->open_.size());
+  // Answers the command in slot `index` at once with `status` (0: success, nothing to do).
+  std::uint32_t reject(std::uint32_t index, std::uint16_t status) {
+    single_writer_add(counters_.rejected);
+    slots_[index].status = status;
+    finish(index);
+    return 0;
+  }
+
+  static std::uint64_t starting_lba(const SubmissionEntry& c) { return (std::uint64_t{c.cdw11} << 32) | c.cdw10; }
+  static std::uint64_t block_count(const SubmissionEntry& c) { return std::uint64_t{c.cdw12 & kCdw12NlbMask} + 1; }
+  static bool beyond_namespace(const OpenNamespace& ns, std::uint64_t slba, std::uint64_t nlb) {
+    return slba >= ns.blocks || nlb > ns.blocks - slba;
+  }
+
+  std::uint32_t start_read_write(std::uint32_t index, const SubmissionEntry& c, const OpenNamespace& ns) {
+    const std::uint64_t slba = starting_lba(c);
+    const std::uint64_t nlb = block_count(c);
+    if (beyond_namespace(ns, slba, nlb)) return reject(index, st(GenericStatus::kLbaOutOfRange, true));
+    std::size_t bytes = static_cast<std::size_t>(nlb * ns.block_size);
+    if (ctrl_->info_.max_transfer_bytes != 0 && bytes > ctrl_->info_.max_transfer_bytes) {
+      return reject(index, st(GenericStatus::kInvalidField, true));
     }
-    if (c.nsid == 0 || c.nsid > ctrl_->open_.size()) return reject(st(GenericStatus::kInvalidNamespaceOrFormat, true));
-    const OpenNamespace& ns = ctrl_->open_[c.nsid - 1];
-    const std::uint64_t slba = (std::uint64_t{c.cdw11} << 32) | c.cdw10;
-    const std::uint64_t nlb = std::uint64_t{c.cdw12 & kCdw12NlbMask} + 1;
+    Slot& s = slots_[index];
+    std::uint16_t prp_status = walk_prps(*ctrl_->arena_, c.prp1, c.prp2, bytes, [&](std::byte* p, std::size_t len) {
+      // Merge pieces that continue each other in host memory.
+      if (!s.iov.empty() && static_cast<std::byte*>(s.iov.back().iov_base) + s.iov.back().iov_len == p) {
+        s.iov.back().iov_len += len;
+      } else {
+        s.iov.push_back(iovec{p, len});
+      }
+    });
+    if (prp_status != 0) return reject(index, prp_status);
+    prep_rw(index, ns, c.nsid - 1, static_cast<NvmOpcode>(c.opcode) == NvmOpcode::kRead, slba * ns.block_size, bytes);
+    return 1;
+  }
 
-    switch (opcode) {
-      case NvmOpcode::kFlush: prep_flush(index, c.nsid - 1); return 1;
-      case NvmOpcode::kRead:
-      case NvmOpcode::kWrite: {
-        if (slba >= ns.blocks || nlb > ns.blocks - slba) return reject(st(GenericStatus::kLbaOutOfRange, true));
-        std::size_t bytes = static_cast<std::size_t>(nlb * ns.block_size);
-        if (ctrl_->info_.max_transfer_bytes != 0 && bytes > ctrl_->info_.max_transfer_bytes) {
-          return reject(st(GenericStatus::kInvalidField, true));
-        }
-        std::uint16_t prp_status = walk_prps(*ctrl_->arena_, c.prp1, c.prp2, bytes, [&](std::byte* p, std::size_t len) {
-          // Merge pieces that continue each other in host memory.
-          if (!s.iov.empty() && static_cast<std::byte*>(s.iov.back().iov_base) + s.iov.back().iov_len == p) {
-            s.iov.back().iov_len += len;
-          } else {
-            s.iov.push_back(iovec{p, len});
-          }
+  std::uint32_t start_write_zeroes(std::uint32_t index, const SubmissionEntry& c, const OpenNamespace& ns) {
+    const std::uint64_t slba = starting_lba(c);
+    const std::uint64_t nlb = block_count(c);
+    if (beyond_namespace(ns, slba, nlb)) return reject(index, st(GenericStatus::kLbaOutOfRange, true));
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    io_uring_prep_fallocate(sqe, static_cast<int>(c.nsid - 1), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                            static_cast<off_t>(slba * ns.block_size), static_cast<off_t>(nlb * ns.block_size));
+    arm(sqe, index, 0);
+    return 1;
+  }
+
+  // Dataset Management: reads the ranges from host memory; with the deallocate attribute, punches
+  // one hole per non-empty range (one SQE each).
+  std::uint32_t start_deallocate(std::uint32_t index, const SubmissionEntry& c, const OpenNamespace& ns) {
+    Slot& s = slots_[index];
+    std::uint32_t count = (c.cdw10 & 0xffu) + 1;
+    s.ranges.resize(count);
+    auto* out = reinterpret_cast<std::byte*>(s.ranges.data());
+    std::uint16_t prp_status =
+        walk_prps(*ctrl_->arena_, c.prp1, c.prp2, count * sizeof(DsmRange), [&](std::byte* p, std::size_t len) {
+          std::memcpy(out, p, len);
+          out += len;
         });
-        if (prp_status != 0) return reject(prp_status);
-        prep_rw(index, ns, c.nsid - 1, opcode == NvmOpcode::kRead, slba * ns.block_size, bytes);
-        return 1;
-      }
-      case NvmOpcode::kWriteZeroes: {
-        if (slba >= ns.blocks || nlb > ns.blocks - slba) return reject(st(GenericStatus::kLbaOutOfRange, true));
-        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-        io_uring_prep_fallocate(sqe, static_cast<int>(c.nsid - 1), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-                                static_cast<off_t>(slba * ns.block_size), static_cast<off_t>(nlb * ns.block_size));
-        arm(sqe, index, 0);
-        return 1;
-      }
-      case NvmOpcode::kDatasetManagement: {
-        std::uint32_t count = (c.cdw10 & 0xffu) + 1;
-        s.ranges.resize(count);
-        auto* out = reinterpret_cast<std::byte*>(s.ranges.data());
-        std::uint16_t prp_status =
-            walk_prps(*ctrl_->arena_, c.prp1, c.prp2, count * sizeof(DsmRange), [&](std::byte* p, std::size_t len) {
-              std::memcpy(out, p, len);
-              out += len;
-            });
-        if (prp_status != 0) return reject(prp_status);
-        for (const DsmRange& r : s.ranges) {
-          if (r.starting_lba >= ns.blocks || r.lba_count > ns.blocks - r.starting_lba) {
-            return reject(st(GenericStatus::kLbaOutOfRange, true));
-          }
-        }
-        if ((c.cdw11 & kDsmAttrDeallocate) == 0) return reject(0);  // only hints: nothing to do
-        std::uint32_t parts = 0;
-        for (const DsmRange& r : s.ranges) {
-          if (r.lba_count == 0) continue;
-          io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-          io_uring_prep_fallocate(sqe, static_cast<int>(c.nsid - 1), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                  static_cast<off_t>(r.starting_lba * ns.block_size),
-                                  static_cast<off_t>(std::uint64_t{r.lba_count} * ns.block_size));
-          arm(sqe, index, 0);
-          ++parts;
-        }
-        if (parts == 0) return reject(0);
-        return parts;
-      }
-      default: return reject(st(GenericStatus::kInvalidOpcode, true));
+    if (prp_status != 0) return reject(index, prp_status);
+    for (const DsmRange& r : s.ranges) {
+      if (beyond_namespace(ns, r.starting_lba, r.lba_count))
+        return reject(index, st(GenericStatus::kLbaOutOfRange, true));
     }
+    if ((c.cdw11 & kDsmAttrDeallocate) == 0) return reject(index, 0);  // only hints: nothing to do
+    std::uint32_t parts = 0;
+    for (const DsmRange& r : s.ranges) {
+      if (r.lba_count == 0) continue;
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+      io_uring_prep_fallocate(sqe, static_cast<int>(c.nsid - 1), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                              static_cast<off_t>(r.starting_lba * ns.block_size),
+                              static_cast<off_t>(std::uint64_t{r.lba_count} * ns.block_size));
+      arm(sqe, index, 0);
+      ++parts;
+    }
+    if (parts == 0) return reject(index, 0);
+    return parts;
   }
 
   void prep_flush(std::uint32_t index, std::uint32_t file_index) {
