@@ -34,6 +34,19 @@ constexpr std::size_t kMaxRegisteredBufferBytes = std::size_t{1} << 30;  // the 
 
 std::uint16_t st(GenericStatus s, bool dnr = false) { return make_status(s, dnr); }
 
+// The checks on namespace i's options that need no file.
+Status check_namespace_spec(std::size_t i, const UringNamespace& spec) {
+  if (spec.block_size != 512 && spec.block_size != 4096) {
+    return Status::error(StatusCode::kInvalidArgument, "namespace {} ({}): block size {} is not 512 or 4096", i + 1,
+                         spec.path, spec.block_size);
+  }
+  if (spec.bytes % spec.block_size != 0) {
+    return Status::error(StatusCode::kInvalidArgument, "namespace {} ({}): size {} is not a multiple of {}", i + 1,
+                         spec.path, spec.bytes, spec.block_size);
+  }
+  return {};
+}
+
 }  // namespace
 
 std::uint16_t errno_to_status(int err, std::uint8_t opcode) {
@@ -606,74 +619,17 @@ Result<std::unique_ptr<UringController>> UringController::create(UringOptions op
 Status UringController::open_namespaces() {
   for (std::size_t i = 0; i < options_.namespaces.size(); ++i) {
     const UringNamespace& spec = options_.namespaces[i];
-    if (spec.block_size != 512 && spec.block_size != 4096) {
-      return Status::error(StatusCode::kInvalidArgument, "namespace {} ({}): block size {} is not 512 or 4096", i + 1,
-                           spec.path, spec.block_size);
-    }
-    if (spec.bytes % spec.block_size != 0) {
-      return Status::error(StatusCode::kInvalidArgument, "namespace {} ({}): size {} is not a multiple of {}", i + 1,
-                           spec.path, spec.bytes, spec.block_size);
-    }
-    OpenNamespace ns;
-    ns.block_size = spec.block_size;
-    struct stat sb {};
-    bool exists = ::stat(spec.path.c_str(), &sb) == 0;
-    if (exists && !S_ISREG(sb.st_mode) && !S_ISBLK(sb.st_mode)) {
-      return Status::error(StatusCode::kInvalidArgument,
-                           "namespace {}: {} is neither a regular file nor a block device", i + 1, spec.path);
-    }
-    if (!exists && spec.bytes == 0) {
-      return Status::error(StatusCode::kInvalidArgument,
-                           "namespace {}: {} does not exist and no size was given to create it", i + 1, spec.path);
-    }
-    ns.is_block_device = exists && S_ISBLK(sb.st_mode);
-    int flags = O_RDWR | O_CLOEXEC | (ns.is_block_device ? 0 : O_CREAT) | (options_.direct ? O_DIRECT : 0);
-    ns.fd = ::open(spec.path.c_str(), flags, 0644);
-    if (ns.fd < 0 && errno == EINVAL && options_.direct) {
-      return Status::error(
-          StatusCode::kUnsupported,
-          "namespace {}: the filesystem of {} refuses O_DIRECT; use a different filesystem or direct=false", i + 1,
-          spec.path);
-    }
-    if (ns.fd < 0) return Status::from_errno(errno, fmt::format("namespace {}: open {}", i + 1, spec.path));
-    open_.push_back(ns);  // closed by the destructor from here on
+    NVMUX_RETURN_IF_ERROR(check_namespace_spec(i, spec));
+    NVMUX_RETURN_IF_ERROR(open_namespace_file(i, spec));
     OpenNamespace& opened = open_.back();
-
-    std::uint64_t size = 0;
-    if (opened.is_block_device) {
-      if (::ioctl(opened.fd, BLKGETSIZE64, &size) != 0) return Status::from_errno(errno, "BLKGETSIZE64 " + spec.path);
-      int logical = 512;
-      if (::ioctl(opened.fd, BLKSSZGET, &logical) == 0) opened.direct_align = static_cast<std::uint32_t>(logical);
-      if (spec.bytes != 0 && spec.bytes > size) {
-        return Status::error(StatusCode::kInvalidArgument, "namespace {}: {} holds {} bytes, fewer than the {} asked",
-                             i + 1, spec.path, size, spec.bytes);
-      }
-      if (spec.bytes != 0) size = spec.bytes;
-    } else {
-      if (::fstat(opened.fd, &sb) != 0) return Status::from_errno(errno, "fstat " + spec.path);
-      size = static_cast<std::uint64_t>(sb.st_size);
-      if (spec.bytes > size) {
-        // New (or too short): give it its full size now so reads never run past the end.
-        if (::ftruncate(opened.fd, static_cast<off_t>(spec.bytes)) != 0) {
-          return Status::from_errno(
-              errno, fmt::format("namespace {}: ftruncate {} to {} bytes", i + 1, spec.path, spec.bytes));
-        }
-        size = spec.bytes;
-      } else if (spec.bytes != 0) {
-        size = spec.bytes;
-      }
-      struct statx sx {};
-      if (options_.direct && ::statx(opened.fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
-          (sx.stx_mask & STATX_DIOALIGN) != 0 && sx.stx_dio_offset_align != 0) {
-        opened.direct_align = std::max(sx.stx_dio_mem_align, sx.stx_dio_offset_align);
-      }
-    }
+    auto size = opened.is_block_device ? size_block_device(i, spec, opened) : size_regular_file(i, spec, opened);
+    if (!size.ok()) return size.status();
     if (options_.direct && spec.block_size % opened.direct_align != 0) {
       return Status::error(StatusCode::kInvalidArgument,
                            "namespace {}: block size {} is smaller than the {}-byte O_DIRECT alignment of {}", i + 1,
                            spec.block_size, opened.direct_align, spec.path);
     }
-    opened.blocks = size / spec.block_size;
+    opened.blocks = *size / spec.block_size;
     if (opened.blocks == 0) {
       return Status::error(StatusCode::kInvalidArgument, "namespace {}: {} is smaller than one {}-byte block", i + 1,
                            spec.path, spec.block_size);
@@ -681,6 +637,76 @@ Status UringController::open_namespaces() {
     namespaces_.push_back(NamespaceInfo{static_cast<std::uint32_t>(i + 1), opened.blocks, opened.block_size});
   }
   return {};
+}
+
+// Opens namespace i's file or block device (creating a missing file) and appends it to open_,
+// whose destructor closes it from then on.
+Status UringController::open_namespace_file(std::size_t i, const UringNamespace& spec) {
+  OpenNamespace ns;
+  ns.block_size = spec.block_size;
+  struct stat sb {};
+  bool exists = ::stat(spec.path.c_str(), &sb) == 0;
+  if (exists && !S_ISREG(sb.st_mode) && !S_ISBLK(sb.st_mode)) {
+    return Status::error(StatusCode::kInvalidArgument, "namespace {}: {} is neither a regular file nor a block device",
+                         i + 1, spec.path);
+  }
+  if (!exists && spec.bytes == 0) {
+    return Status::error(StatusCode::kInvalidArgument,
+                         "namespace {}: {} does not exist and no size was given to create it", i + 1, spec.path);
+  }
+  ns.is_block_device = exists && S_ISBLK(sb.st_mode);
+  int flags = O_RDWR | O_CLOEXEC | (ns.is_block_device ? 0 : O_CREAT) | (options_.direct ? O_DIRECT : 0);
+  ns.fd = ::open(spec.path.c_str(), flags, 0644);
+  if (ns.fd < 0 && errno == EINVAL && options_.direct) {
+    return Status::error(
+        StatusCode::kUnsupported,
+        "namespace {}: the filesystem of {} refuses O_DIRECT; use a different filesystem or direct=false", i + 1,
+        spec.path);
+  }
+  if (ns.fd < 0) return Status::from_errno(errno, fmt::format("namespace {}: open {}", i + 1, spec.path));
+  open_.push_back(ns);  // closed by the destructor from here on
+  return {};
+}
+
+// The bytes namespace i uses of its block device (all of it unless a size was given); notes the
+// device's logical block size as the O_DIRECT alignment.
+Result<std::uint64_t> UringController::size_block_device(std::size_t i, const UringNamespace& spec,
+                                                         OpenNamespace& opened) {
+  std::uint64_t size = 0;
+  if (::ioctl(opened.fd, BLKGETSIZE64, &size) != 0) return Status::from_errno(errno, "BLKGETSIZE64 " + spec.path);
+  int logical = 512;
+  if (::ioctl(opened.fd, BLKSSZGET, &logical) == 0) opened.direct_align = static_cast<std::uint32_t>(logical);
+  if (spec.bytes != 0 && spec.bytes > size) {
+    return Status::error(StatusCode::kInvalidArgument, "namespace {}: {} holds {} bytes, fewer than the {} asked",
+                         i + 1, spec.path, size, spec.bytes);
+  }
+  if (spec.bytes != 0) size = spec.bytes;
+  return size;
+}
+
+// The bytes namespace i uses of its regular file, growing the file to the size asked; notes the
+// filesystem's O_DIRECT alignment (statx) when I/O is direct.
+Result<std::uint64_t> UringController::size_regular_file(std::size_t i, const UringNamespace& spec,
+                                                         OpenNamespace& opened) const {
+  struct stat sb {};
+  if (::fstat(opened.fd, &sb) != 0) return Status::from_errno(errno, "fstat " + spec.path);
+  auto size = static_cast<std::uint64_t>(sb.st_size);
+  if (spec.bytes > size) {
+    // New (or too short): give it its full size now so reads never run past the end.
+    if (::ftruncate(opened.fd, static_cast<off_t>(spec.bytes)) != 0) {
+      return Status::from_errno(errno,
+                                fmt::format("namespace {}: ftruncate {} to {} bytes", i + 1, spec.path, spec.bytes));
+    }
+    size = spec.bytes;
+  } else if (spec.bytes != 0) {
+    size = spec.bytes;
+  }
+  struct statx sx {};
+  if (options_.direct && ::statx(opened.fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
+      (sx.stx_mask & STATX_DIOALIGN) != 0 && sx.stx_dio_offset_align != 0) {
+    opened.direct_align = std::max(sx.stx_dio_mem_align, sx.stx_dio_offset_align);
+  }
+  return size;
 }
 
 Result<std::unique_ptr<QueuePair>> UringController::create_io_qpair(const QueuePairOptions& options) {
