@@ -136,6 +136,209 @@ struct alignas(128) ProducerRecord {
   std::atomic<bool> exited{false};
 };
 
+using Sinks = std::vector<std::unique_ptr<ConsumerSink>>;
+using Records = std::vector<std::unique_ptr<ProducerRecord>>;
+
+// The measured window, as executed-message counts and process CPU time at its two ends.
+struct Window {
+  std::uint64_t exec0 = 0;
+  std::uint64_t exec1 = 0;
+  double cpu0 = 0;
+  double cpu1 = 0;
+};
+
+Status check_point_shape(int producers, int consumers, const PointOptions& options) {
+  if (producers < 1 || producers > kMaxProducers) {
+    return Status::error(StatusCode::kInvalidArgument, "producers {} outside 1..{}", producers, kMaxProducers);
+  }
+  if (consumers < 1 || consumers > kMaxConsumers) {
+    return Status::error(StatusCode::kInvalidArgument, "consumers {} outside 1..{}", consumers, kMaxConsumers);
+  }
+  if (!(options.duration_s > 0) || options.duration_s > 3600) {
+    return Status::error(StatusCode::kInvalidArgument, "duration {} s outside (0, 3600]", options.duration_s);
+  }
+  return {};
+}
+
+// Marks the point stalled; the first reason given is the one reported.
+void mark_stalled(PointResult& r, std::string why) {
+  if (!r.stalled) r.stall_reason = std::move(why);
+  r.stalled = true;
+}
+
+Sinks make_sinks(int producers, int consumers, const PointOptions& options) {
+  std::uint64_t work_ticks = options.work_ns != 0 ? std::max<std::uint64_t>(1, ns_to_tsc(options.work_ns)) : 0;
+  Sinks sinks;
+  for (int c = 0; c < consumers; ++c) sinks.push_back(std::make_unique<ConsumerSink>(producers, work_ticks));
+  return sinks;
+}
+
+std::uint64_t executed_by(const Sinks& sinks) {
+  std::uint64_t n = 0;
+  for (const auto& s : sinks) n += s->executed();
+  return n;
+}
+
+bool all_attached(const Records& records) {
+  return std::all_of(records.begin(), records.end(),
+                     [](const auto& rec) { return rec->attached.load(std::memory_order_acquire); });
+}
+
+bool all_exited(const Records& records) {
+  return std::all_of(records.begin(), records.end(),
+                     [](const auto& rec) { return rec->exited.load(std::memory_order_acquire); });
+}
+
+// Producer thread p: attach, wait for `go`, send round-robin over the consumers until `stop`, then
+// leave its counts in `rec`.
+void run_producer(Mode& mode, int p, int consumers, ProducerRecord& rec, const std::atomic<bool>& go,
+                  const std::atomic<bool>& stop) {
+  (void)unpin_current_thread();  // plain pthreads: the scheduler places them
+  set_current_thread_name("msgb-prod-" + std::to_string(p));
+  std::unique_ptr<ProducerHandle> handle = mode.attach_producer(p);
+  rec.attached.store(true, std::memory_order_release);  // the harness waits for every attach
+  // acquire: pairs with the harness's release of go/stop.
+  while (!go.load(std::memory_order_acquire) && !stop.load(std::memory_order_acquire)) std::this_thread::yield();
+  // The counters live in this thread's own memory while it sends (its own malloc arena), and
+  // go to the record at the end: a heap block the harness allocated could share a cache line
+  // with a mode's read-mostly data and slow every send down by false sharing.
+  std::vector<std::uint32_t> sent_to(static_cast<std::size_t>(consumers), 0);
+  std::uint64_t sent = 0;
+  auto c = static_cast<std::size_t>(p % consumers);
+  while (!stop.load(std::memory_order_relaxed)) {  // a flag; the join orders what we wrote
+    Stamp stamp{read_tsc(), static_cast<std::uint32_t>(p), sent_to[c]};
+    if (!handle->send(static_cast<int>(c), stamp, stop)) break;
+    ++sent_to[c];
+    ++sent;
+    if (++c == static_cast<std::size_t>(consumers)) c = 0;
+  }
+  rec.sent_to = std::move(sent_to);
+  rec.sent = sent;
+  handle.reset();
+  rec.exited.store(true, std::memory_order_release);  // sampled by the harness's exit wait
+}
+
+std::vector<std::thread> start_producers(Mode& mode, int producers, int consumers, Records& records,
+                                         const std::atomic<bool>& go, const std::atomic<bool>& stop) {
+  std::vector<std::thread> threads;
+  for (int p = 0; p < producers; ++p) {
+    records.push_back(std::make_unique<ProducerRecord>());
+    ProducerRecord* rec = records.back().get();
+    rec->sent_to.assign(static_cast<std::size_t>(consumers), 0);  // what a thread that never sends leaves
+    threads.emplace_back([&mode, p, consumers, rec, &go, &stop] { run_producer(mode, p, consumers, *rec, go, stop); });
+  }
+  return threads;
+}
+
+void wait_for_attach(const Records& records, PointResult& r) {
+  auto attach_start = std::chrono::steady_clock::now();
+  while (!all_attached(records)) {
+    if (seconds_since(attach_start) > kAttachTimeoutS) {
+      mark_stalled(r, fmt::format("producers did not attach within {} s", kAttachTimeoutS));
+      break;
+    }
+    sleep_ms(1);
+  }
+}
+
+// Samples progress every kSampleMs for the window's duration; no progress for stall_after_s cuts it
+// short, progress only in bursts marks it collapsed. Sets r.seconds.
+Window measure_window(const Sinks& sinks, const PointOptions& options, PointResult& r) {
+  Window w;
+  auto t0 = std::chrono::steady_clock::now();
+  w.cpu0 = process_cpu_seconds();
+  w.exec0 = executed_by(sinks);
+  std::uint64_t last_exec = w.exec0;
+  auto last_progress = t0;
+  double longest_gap_s = 0;
+  while (!r.stalled && seconds_since(t0) < options.duration_s) {
+    sleep_ms(std::min<int>(kSampleMs, std::max(1, static_cast<int>((options.duration_s - seconds_since(t0)) * 1000))));
+    std::uint64_t e = executed_by(sinks);
+    if (e != last_exec) {
+      last_exec = e;
+      last_progress = std::chrono::steady_clock::now();
+    } else {
+      longest_gap_s = std::max(longest_gap_s, seconds_since(last_progress));
+      if (longest_gap_s >= options.stall_after_s) {
+        mark_stalled(r, fmt::format("no message executed for {:.1f} s; cut off {:.1f} s into the window",
+                                    options.stall_after_s, seconds_since(t0)));
+      }
+    }
+  }
+  if (longest_gap_s >= options.stall_gap_s) {
+    // Collapse: progress only in bursts between long stretches where nothing runs.
+    mark_stalled(r, fmt::format("collapsed: no message executed for {:.2f} s at a stretch (limit {:.2f} s)",
+                                longest_gap_s, options.stall_gap_s));
+  }
+  w.exec1 = executed_by(sinks);
+  w.cpu1 = process_cpu_seconds();
+  r.seconds = seconds_since(t0);
+  return w;
+}
+
+// Collapse: progress so slow that the design has stopped working for this load.
+void check_collapse_floor(const Window& w, int consumers, const PointOptions& options, PointResult& r) {
+  if (!r.stalled && r.seconds > 0) {
+    double floor = options.collapse_floor_msgs_per_sec;
+    if (options.work_ns != 0) {
+      floor = std::min(floor, kCollapseFloorFraction * consumers * 1e9 / static_cast<double>(options.work_ns));
+    }
+    double rate = static_cast<double>(w.exec1 - w.exec0) / r.seconds;
+    if (rate < floor) {
+      mark_stalled(r, fmt::format("collapsed: {:.0f} msgs/s, below the floor of {:.0f} msgs/s", rate, floor));
+    }
+  }
+}
+
+void wait_for_exit(const Records& records, PointResult& r) {
+  auto stop_time = std::chrono::steady_clock::now();
+  bool grace_reported = false;
+  while (!all_exited(records)) {
+    if (!grace_reported && seconds_since(stop_time) > kProducerExitGraceS) {
+      // They are inside the design's own send call (a ring's tail wait, a blocked send_msg); the
+      // consumers keep running, so they get out; the point is marked, and we keep waiting.
+      mark_stalled(r, fmt::format("producers still inside the send call {} s after the deadline", kProducerExitGraceS));
+      grace_reported = true;
+    }
+    sleep_ms(1);
+  }
+}
+
+// Waits, up to drain_timeout_s, for the consumers to execute everything the producers sent.
+void drain(const Sinks& sinks, const PointOptions& options, PointResult& r) {
+  auto drain_start = std::chrono::steady_clock::now();
+  while (executed_by(sinks) < r.sent && seconds_since(drain_start) < options.drain_timeout_s) sleep_ms(1);
+  if (executed_by(sinks) < r.sent) {
+    mark_stalled(r, fmt::format("consumers left {} messages unexecuted {} s after the producers stopped",
+                                r.sent - executed_by(sinks), options.drain_timeout_s));
+  }
+}
+
+// The point's numbers from the window, the sinks and the producers' records.
+void tally(const Window& w, const Sinks& sinks, const Records& records, PointResult& r) {
+  r.executed = executed_by(sinks);
+  r.lost = r.sent > r.executed ? r.sent - r.executed : 0;
+  r.window_msgs = w.exec1 - w.exec0;
+  r.msgs_per_sec = r.seconds > 0 ? static_cast<double>(r.window_msgs) / r.seconds : 0;
+  r.cpu_ms_per_million = r.window_msgs > 0 ? (w.cpu1 - w.cpu0) * 1e3 / (static_cast<double>(r.window_msgs) / 1e6) : 0;
+  Histogram latency;
+  for (const auto& s : sinks) {
+    latency.merge(s->latency_ticks());
+    r.out_of_order += s->out_of_order();
+  }
+  r.p50_ns = tsc_to_ns(latency.percentile(50));
+  r.p99_ns = tsc_to_ns(latency.percentile(99));
+  r.p999_ns = tsc_to_ns(latency.percentile(99.9));
+  for (int p = 0; p < r.producers; ++p) {
+    for (int c = 0; c < r.consumers; ++c) {
+      if (records[static_cast<std::size_t>(p)]->sent_to[static_cast<std::size_t>(c)] !=
+          sinks[static_cast<std::size_t>(c)]->received_from(p)) {
+        ++r.unbalanced_pairs;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 const std::vector<ModeInfo>& mode_catalog() {
@@ -193,23 +396,11 @@ Result<PointResult> run_point(const std::string& mode_name, int producers, int c
 Result<PointResult> run_point_with(std::unique_ptr<Mode> mode, const std::string& mode_name, int producers,
                                    int consumers, const PointOptions& options) {
   NVMUX_ASSERT(mode != nullptr, "run_point_with needs a mode");
-  if (producers < 1 || producers > kMaxProducers) {
-    return Status::error(StatusCode::kInvalidArgument, "producers {} outside 1..{}", producers, kMaxProducers);
-  }
-  if (consumers < 1 || consumers > kMaxConsumers) {
-    return Status::error(StatusCode::kInvalidArgument, "consumers {} outside 1..{}", consumers, kMaxConsumers);
-  }
-  if (!(options.duration_s > 0) || options.duration_s > 3600) {
-    return Status::error(StatusCode::kInvalidArgument, "duration {} s outside (0, 3600]", options.duration_s);
-  }
+  NVMUX_RETURN_IF_ERROR(check_point_shape(producers, consumers, options));
 
-  std::uint64_t work_ticks = options.work_ns != 0 ? std::max<std::uint64_t>(1, ns_to_tsc(options.work_ns)) : 0;
-  std::vector<std::unique_ptr<ConsumerSink>> sinks;
+  Sinks sinks = make_sinks(producers, consumers, options);
   ModeConfig config{producers, consumers, options.lane_capacity, {}};
-  for (int c = 0; c < consumers; ++c) {
-    sinks.push_back(std::make_unique<ConsumerSink>(producers, work_ticks));
-    config.sinks.push_back(sinks.back().get());
-  }
+  for (auto& s : sinks) config.sinks.push_back(s.get());
   if (Status s = mode->start(config); !s.ok()) {
     (void)mode->stop();
     return s;
@@ -219,154 +410,33 @@ Result<PointResult> run_point_with(std::unique_ptr<Mode> mode, const std::string
   r.mode = mode_name;
   r.producers = producers;
   r.consumers = consumers;
-  auto stall = [&r](std::string why) {
-    if (!r.stalled) r.stall_reason = std::move(why);
-    r.stalled = true;
-  };
 
-  std::vector<std::unique_ptr<ProducerRecord>> records;
+  Records records;
   std::atomic<bool> go{false};
   std::atomic<bool> stop{false};
-  std::vector<std::thread> threads;
-  for (int p = 0; p < producers; ++p) {
-    records.push_back(std::make_unique<ProducerRecord>());
-    ProducerRecord* rec = records.back().get();
-    rec->sent_to.assign(static_cast<std::size_t>(consumers), 0);  // what a thread that never sends leaves
-    threads.emplace_back([&, p, rec] {
-      (void)unpin_current_thread();  // plain pthreads: the scheduler places them
-      set_current_thread_name("msgb-prod-" + std::to_string(p));
-      std::unique_ptr<ProducerHandle> handle = mode->attach_producer(p);
-      rec->attached.store(true, std::memory_order_release);  // the harness waits for every attach
-      // acquire: pairs with the harness's release of go/stop.
-      while (!go.load(std::memory_order_acquire) && !stop.load(std::memory_order_acquire)) std::this_thread::yield();
-      // The counters live in this thread's own memory while it sends (its own malloc arena), and
-      // go to the record at the end: a heap block the harness allocated could share a cache line
-      // with a mode's read-mostly data and slow every send down by false sharing.
-      std::vector<std::uint32_t> sent_to(static_cast<std::size_t>(consumers), 0);
-      std::uint64_t sent = 0;
-      auto c = static_cast<std::size_t>(p % consumers);
-      while (!stop.load(std::memory_order_relaxed)) {  // a flag; the join orders what we wrote
-        Stamp stamp{read_tsc(), static_cast<std::uint32_t>(p), sent_to[c]};
-        if (!handle->send(static_cast<int>(c), stamp, stop)) break;
-        ++sent_to[c];
-        ++sent;
-        if (++c == static_cast<std::size_t>(consumers)) c = 0;
-      }
-      rec->sent_to = std::move(sent_to);
-      rec->sent = sent;
-      handle.reset();
-      rec->exited.store(true, std::memory_order_release);  // sampled by the harness's exit wait
-    });
-  }
-
-  auto all = [&](auto&& pred) {
-    return std::all_of(records.begin(), records.end(), [&](auto& rec) { return pred(*rec); });
-  };
-  auto executed_now = [&] {
-    std::uint64_t n = 0;
-    for (auto& s : sinks) n += s->executed();
-    return n;
-  };
-
-  auto attach_start = std::chrono::steady_clock::now();
-  while (!all([](ProducerRecord& rec) { return rec.attached.load(std::memory_order_acquire); })) {
-    if (seconds_since(attach_start) > kAttachTimeoutS) {
-      stall(fmt::format("producers did not attach within {} s", kAttachTimeoutS));
-      break;
-    }
-    sleep_ms(1);
-  }
+  std::vector<std::thread> threads = start_producers(*mode, producers, consumers, records, go, stop);
+  wait_for_attach(records, r);
 
   go.store(true, std::memory_order_release);  // producers start
   if (!r.stalled) std::this_thread::sleep_for(std::chrono::duration<double>(options.warmup_s));
   for (auto& s : sinks) s->set_recording(true);
-  auto t0 = std::chrono::steady_clock::now();
-  double cpu0 = process_cpu_seconds();
-  std::uint64_t exec0 = executed_now();
-  std::uint64_t last_exec = exec0;
-  auto last_progress = t0;
-  double longest_gap_s = 0;
-  while (!r.stalled && seconds_since(t0) < options.duration_s) {
-    sleep_ms(std::min<int>(kSampleMs, std::max(1, static_cast<int>((options.duration_s - seconds_since(t0)) * 1000))));
-    std::uint64_t e = executed_now();
-    if (e != last_exec) {
-      last_exec = e;
-      last_progress = std::chrono::steady_clock::now();
-    } else {
-      longest_gap_s = std::max(longest_gap_s, seconds_since(last_progress));
-      if (longest_gap_s >= options.stall_after_s) {
-        stall(fmt::format("no message executed for {:.1f} s; cut off {:.1f} s into the window", options.stall_after_s,
-                          seconds_since(t0)));
-      }
-    }
-  }
-  if (longest_gap_s >= options.stall_gap_s) {
-    // Collapse: progress only in bursts between long stretches where nothing runs.
-    stall(fmt::format("collapsed: no message executed for {:.2f} s at a stretch (limit {:.2f} s)", longest_gap_s,
-                      options.stall_gap_s));
-  }
-  std::uint64_t exec1 = executed_now();
-  double cpu1 = process_cpu_seconds();
-  r.seconds = seconds_since(t0);
-  if (!r.stalled && r.seconds > 0) {
-    // Collapse: progress so slow that the design has stopped working for this load.
-    double floor = options.collapse_floor_msgs_per_sec;
-    if (options.work_ns != 0) {
-      floor = std::min(floor, kCollapseFloorFraction * consumers * 1e9 / static_cast<double>(options.work_ns));
-    }
-    double rate = static_cast<double>(exec1 - exec0) / r.seconds;
-    if (rate < floor) stall(fmt::format("collapsed: {:.0f} msgs/s, below the floor of {:.0f} msgs/s", rate, floor));
-  }
+  const Window window = measure_window(sinks, options, r);
+  check_collapse_floor(window, consumers, options, r);
   for (auto& s : sinks) s->set_recording(false);
   stop.store(true, std::memory_order_release);  // producers leave their loops
 
-  auto stop_time = std::chrono::steady_clock::now();
-  bool grace_reported = false;
-  while (!all([](ProducerRecord& rec) { return rec.exited.load(std::memory_order_acquire); })) {
-    if (!grace_reported && seconds_since(stop_time) > kProducerExitGraceS) {
-      // They are inside the design's own send call (a ring's tail wait, a blocked send_msg); the
-      // consumers keep running, so they get out; the point is marked, and we keep waiting.
-      stall(fmt::format("producers still inside the send call {} s after the deadline", kProducerExitGraceS));
-      grace_reported = true;
-    }
-    sleep_ms(1);
-  }
+  wait_for_exit(records, r);
   for (auto& t : threads) t.join();
   for (auto& rec : records) r.sent += rec->sent;
 
-  auto drain_start = std::chrono::steady_clock::now();
-  while (executed_now() < r.sent && seconds_since(drain_start) < options.drain_timeout_s) sleep_ms(1);
-  if (executed_now() < r.sent) {
-    stall(fmt::format("consumers left {} messages unexecuted {} s after the producers stopped", r.sent - executed_now(),
-                      options.drain_timeout_s));
-  }
+  drain(sinks, options, r);
   // A design that cannot stop cleanly (the runtime dropping what it could not run, say) is a result
   // of this point, not a reason to abandon the sweep: its loss shows in `lost`.
-  if (Status stopped = mode->stop(); !stopped.ok()) stall("stopping the mode: " + stopped.to_string());
+  if (Status stopped = mode->stop(); !stopped.ok()) mark_stalled(r, "stopping the mode: " + stopped.to_string());
   r.counters = mode->counters();
   mode.reset();
 
-  r.executed = executed_now();
-  r.lost = r.sent > r.executed ? r.sent - r.executed : 0;
-  r.window_msgs = exec1 - exec0;
-  r.msgs_per_sec = r.seconds > 0 ? static_cast<double>(r.window_msgs) / r.seconds : 0;
-  r.cpu_ms_per_million = r.window_msgs > 0 ? (cpu1 - cpu0) * 1e3 / (static_cast<double>(r.window_msgs) / 1e6) : 0;
-  Histogram latency;
-  for (auto& s : sinks) {
-    latency.merge(s->latency_ticks());
-    r.out_of_order += s->out_of_order();
-  }
-  r.p50_ns = tsc_to_ns(latency.percentile(50));
-  r.p99_ns = tsc_to_ns(latency.percentile(99));
-  r.p999_ns = tsc_to_ns(latency.percentile(99.9));
-  for (int p = 0; p < producers; ++p) {
-    for (int c = 0; c < consumers; ++c) {
-      if (records[static_cast<std::size_t>(p)]->sent_to[static_cast<std::size_t>(c)] !=
-          sinks[static_cast<std::size_t>(c)]->received_from(p)) {
-        ++r.unbalanced_pairs;
-      }
-    }
-  }
+  tally(window, sinks, records, r);
   return r;
 }
 

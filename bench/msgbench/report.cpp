@@ -54,6 +54,130 @@ const char* colour_of(const std::string& mode) {
   return it == colours.end() ? "#1f77b4" : it->second;
 }
 
+// ---- the SVG chart: one panel per consumer count, throughput against producers ----
+
+constexpr double kPanelW = 560, kPanelH = 400;
+constexpr double kLeft = 70, kRight = 20, kTop = 40, kBottom = 50;
+constexpr double kLegendH = 24;
+constexpr std::size_t kLegendPerRow = 3;
+constexpr double kFloorMsgs = 1e3;  // plot floor: 0.001 M msgs/s (zero-throughput points sit here)
+
+// The throughput axis every panel shares: powers of ten from 10^lo to 10^hi msgs/s.
+struct Decades {
+  double lo;
+  double hi;
+};
+
+Decades throughput_decades(const SweepReport& report) {
+  double ymin = 1e300, ymax = 0;
+  for (const auto& r : report.results) {
+    double v = std::max(r.msgs_per_sec, kFloorMsgs);
+    ymin = std::min(ymin, v);
+    ymax = std::max(ymax, v);
+  }
+  if (ymax == 0) ymin = kFloorMsgs, ymax = 1e6;
+  double lo = std::floor(std::log10(ymin)), hi = std::ceil(std::log10(ymax));
+  if (hi <= lo) hi = lo + 1;
+  return {lo, hi};
+}
+
+// One panel's plot area in pixels, with producers on a log2 scale across and throughput on a log10
+// scale up.
+struct Panel {
+  double x0, x1, y0, y1;
+  double xlo, xhi;  // log2 of the fewest and most producers
+  Decades decades;
+
+  double x(double producers) const { return x0 + (std::log2(producers) - xlo) / (xhi - xlo) * (x1 - x0); }
+  double y(double msgs_per_sec) const {
+    return y1 - (std::log10(std::max(msgs_per_sec, kFloorMsgs)) - decades.lo) / (decades.hi - decades.lo) * (y1 - y0);
+  }
+};
+
+// Panel `index` (left to right) over the producer counts `ps`, sorted.
+Panel panel_at(std::size_t index, const std::vector<int>& ps, Decades decades) {
+  Panel panel{};
+  panel.x0 = kPanelW * static_cast<double>(index) + kLeft;
+  panel.x1 = kPanelW * static_cast<double>(index + 1) - kRight;
+  panel.y0 = kTop;
+  panel.y1 = kPanelH - kBottom;
+  panel.xlo = std::log2(ps.front());
+  panel.xhi = std::log2(ps.back());
+  if (panel.xhi <= panel.xlo) panel.xhi = panel.xlo + 1;
+  panel.decades = decades;
+  return panel;
+}
+
+// Title, grid lines with their labels, frame and axis titles of one panel.
+void draw_panel_axes(std::string& s, const Panel& panel, int c, const std::vector<int>& ps) {
+  const double x0 = panel.x0, x1 = panel.x1, y0 = panel.y0, y1 = panel.y1;
+  s += fmt::format(
+      "<text x=\"{:.1f}\" y=\"22\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">"
+      "{} consumer{}: throughput vs producers</text>\n",
+      (x0 + x1) / 2, c, c == 1 ? "" : "s");
+  for (double e = panel.decades.lo; e <= panel.decades.hi; e += 1) {
+    double y = panel.y(std::pow(10.0, e));
+    s += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#ddd\"/>\n", x0, y, x1, y);
+    s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{:g}</text>\n", x0 - 6, y + 4,
+                     std::pow(10.0, e) / 1e6);
+  }
+  for (int p : ps) {
+    double x = panel.x(p);
+    s += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#eee\"/>\n", x, y0, x, y1);
+    s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", x, y1 + 16, p);
+  }
+  s += fmt::format(
+      "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"none\" stroke=\"#333\"/>\n", x0, y0,
+      x1 - x0, y1 - y0);
+  s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">producers (log scale)</text>\n",
+                   (x0 + x1) / 2, y1 + 36);
+  s += fmt::format(
+      "<text transform=\"translate({:.1f},{:.1f}) rotate(-90)\" text-anchor=\"middle\">"
+      "million msgs/s (log scale)</text>\n",
+      x0 - 50, (y0 + y1) / 2);
+}
+
+// One mode's line in a panel, with a marker per point (open when the point stalled).
+void draw_mode_line(std::string& s, const Panel& panel, const SweepReport& report, const std::string& mode, int c,
+                    const std::vector<int>& ps) {
+  std::string points;
+  std::string markers;
+  for (int p : ps) {
+    const PointResult* r = find(report, mode, p, c);
+    if (r == nullptr) continue;
+    double x = panel.x(p), y = panel.y(r->msgs_per_sec);
+    points += fmt::format("{:.1f},{:.1f} ", x, y);
+    markers += fmt::format(
+        "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"{}\" fill=\"{}\" stroke=\"{}\" stroke-width=\"1.5\">"
+        "<title>{} P={} C={}: {:.3f} M msgs/s{}</title></circle>\n",
+        x, y, r->stalled ? 5 : 3, r->stalled ? "white" : colour_of(mode), colour_of(mode), mode, p, c,
+        r->msgs_per_sec / 1e6, r->stalled ? " (stalled)" : "");
+  }
+  if (points.empty()) return;
+  s += fmt::format("<polyline class=\"mode-{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>\n", mode,
+                   colour_of(mode), points);
+  s += markers;
+}
+
+// The legend under the panels, kLegendPerRow modes per row, and the note on markers and parameters.
+void draw_legend(std::string& s, const std::vector<std::string>& modes, std::size_t legend_rows,
+                 const PointOptions& point) {
+  for (std::size_t i = 0; i < modes.size(); ++i) {
+    const std::size_t row = i / kLegendPerRow, column = i % kLegendPerRow;
+    double x = 20 + 200 * static_cast<double>(column);
+    double y = kPanelH + 10 + kLegendH * static_cast<double>(row);
+    s += fmt::format(
+        "<line x1=\"{:.0f}\" y1=\"{:.0f}\" x2=\"{:.0f}\" y2=\"{:.0f}\" stroke=\"{}\" stroke-width=\"3\"/>"
+        "<text x=\"{:.0f}\" y=\"{:.0f}\">{}</text>\n",
+        x, y, x + 30, y, colour_of(modes[i]), x + 38, y + 4, modes[i]);
+  }
+  double note_y = kPanelH + 10 + kLegendH * static_cast<double>(legend_rows) + 8;
+  s += fmt::format(
+      "<text x=\"20\" y=\"{:.0f}\" fill=\"#555\">open marker: point stalled (cut off at its deadline); "
+      "{:.1f} s per point, {} ns work per message</text>\n",
+      note_y, point.duration_s, point.work_ns);
+}
+
 }  // namespace
 
 std::vector<TargetCheck> check_targets(const SweepReport& report) {
@@ -202,26 +326,12 @@ nlohmann::json to_json(const SweepReport& report) {
 }
 
 std::string render_svg(const SweepReport& report) {
-  constexpr double kPanelW = 560, kPanelH = 400;
-  constexpr double kLeft = 70, kRight = 20, kTop = 40, kBottom = 50;
-  constexpr double kLegendH = 24;
-  constexpr double kFloorMsgs = 1e3;  // plot floor: 0.001 M msgs/s (zero-throughput points sit here)
   auto cs = consumer_counts(report);
   auto modes = modes_in(report);
-  constexpr std::size_t kLegendPerRow = 3;
   const std::size_t legend_rows = (modes.size() + kLegendPerRow - 1) / kLegendPerRow;  // rounded up
   double total_w = kPanelW * static_cast<double>(std::max<std::size_t>(1, cs.size()));
   double total_h = kPanelH + kLegendH * static_cast<double>(legend_rows) + 30;
-
-  double ymin = 1e300, ymax = 0;
-  for (const auto& r : report.results) {
-    double v = std::max(r.msgs_per_sec, kFloorMsgs);
-    ymin = std::min(ymin, v);
-    ymax = std::max(ymax, v);
-  }
-  if (ymax == 0) ymin = kFloorMsgs, ymax = 1e6;
-  double lo = std::floor(std::log10(ymin)), hi = std::ceil(std::log10(ymax));
-  if (hi <= lo) hi = lo + 1;
+  const Decades decades = throughput_decades(report);
 
   std::string s = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{:.0f}\" height=\"{:.0f}\" viewBox=\"0 0 {:.0f} {:.0f}\" "
@@ -231,73 +341,11 @@ std::string render_svg(const SweepReport& report) {
     int c = cs[pi];
     auto ps = producer_counts(report, c);
     std::sort(ps.begin(), ps.end());
-    double x0 = kPanelW * static_cast<double>(pi) + kLeft, x1 = kPanelW * static_cast<double>(pi + 1) - kRight;
-    double y0 = kTop, y1 = kPanelH - kBottom;
-    double xlo = std::log2(ps.front()), xhi = std::log2(ps.back());
-    if (xhi <= xlo) xhi = xlo + 1;
-    auto X = [&](double p) { return x0 + (std::log2(p) - xlo) / (xhi - xlo) * (x1 - x0); };
-    auto Y = [&](double v) { return y1 - (std::log10(std::max(v, kFloorMsgs)) - lo) / (hi - lo) * (y1 - y0); };
-    s += fmt::format(
-        "<text x=\"{:.1f}\" y=\"22\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">"
-        "{} consumer{}: throughput vs producers</text>\n",
-        (x0 + x1) / 2, c, c == 1 ? "" : "s");
-    for (double e = lo; e <= hi; e += 1) {
-      double y = Y(std::pow(10.0, e));
-      s += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#ddd\"/>\n", x0, y, x1,
-                       y);
-      s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{:g}</text>\n", x0 - 6, y + 4,
-                       std::pow(10.0, e) / 1e6);
-    }
-    for (int p : ps) {
-      double x = X(p);
-      s += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#eee\"/>\n", x, y0, x,
-                       y1);
-      s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", x, y1 + 16, p);
-    }
-    s += fmt::format(
-        "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"none\" stroke=\"#333\"/>\n", x0, y0,
-        x1 - x0, y1 - y0);
-    s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">producers (log scale)</text>\n",
-                     (x0 + x1) / 2, y1 + 36);
-    s += fmt::format(
-        "<text transform=\"translate({:.1f},{:.1f}) rotate(-90)\" text-anchor=\"middle\">"
-        "million msgs/s (log scale)</text>\n",
-        x0 - 50, (y0 + y1) / 2);
-    for (const auto& mode : modes) {
-      std::string points;
-      std::string markers;
-      for (int p : ps) {
-        const PointResult* r = find(report, mode, p, c);
-        if (r == nullptr) continue;
-        double x = X(p), y = Y(r->msgs_per_sec);
-        points += fmt::format("{:.1f},{:.1f} ", x, y);
-        markers += fmt::format(
-            "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"{}\" fill=\"{}\" stroke=\"{}\" stroke-width=\"1.5\">"
-            "<title>{} P={} C={}: {:.3f} M msgs/s{}</title></circle>\n",
-            x, y, r->stalled ? 5 : 3, r->stalled ? "white" : colour_of(mode), colour_of(mode), mode, p, c,
-            r->msgs_per_sec / 1e6, r->stalled ? " (stalled)" : "");
-      }
-      if (points.empty()) continue;
-      s += fmt::format("<polyline class=\"mode-{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>\n",
-                       mode, colour_of(mode), points);
-      s += markers;
-    }
+    const Panel panel = panel_at(pi, ps, decades);
+    draw_panel_axes(s, panel, c, ps);
+    for (const auto& mode : modes) draw_mode_line(s, panel, report, mode, c, ps);
   }
-  // Legend under the panels, three modes per row.
-  for (std::size_t i = 0; i < modes.size(); ++i) {
-    const std::size_t row = i / kLegendPerRow, column = i % kLegendPerRow;
-    double x = 20 + 200 * static_cast<double>(column);
-    double y = kPanelH + 10 + kLegendH * static_cast<double>(row);
-    s += fmt::format(
-        "<line x1=\"{:.0f}\" y1=\"{:.0f}\" x2=\"{:.0f}\" y2=\"{:.0f}\" stroke=\"{}\" stroke-width=\"3\"/>"
-        "<text x=\"{:.0f}\" y=\"{:.0f}\">{}</text>\n",
-        x, y, x + 30, y, colour_of(modes[i]), x + 38, y + 4, modes[i]);
-  }
-  double note_y = kPanelH + 10 + kLegendH * static_cast<double>(legend_rows) + 8;
-  s += fmt::format(
-      "<text x=\"20\" y=\"{:.0f}\" fill=\"#555\">open marker: point stalled (cut off at its deadline); "
-      "{:.1f} s per point, {} ns work per message</text>\n",
-      note_y, report.options.point.duration_s, report.options.point.work_ns);
+  draw_legend(s, modes, legend_rows, report.options.point);
   s += "</svg>\n";
   return s;
 }

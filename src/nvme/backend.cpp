@@ -130,51 +130,61 @@ Result<Backend> parse_backend(std::string_view name) {
 
 std::string_view to_string(Backend backend) { return backend == Backend::kEmu ? "emu" : "uring"; }
 
-Result<std::unique_ptr<Controller>> open_controller(const BackendOptions& options) {
-  if (options.backend == Backend::kEmu) {
-    EmuOptions emu;
-    emu.name = options.name.empty() ? "emu0" : options.name;
-    emu.engine = options.emu_inline_engine ? EmuEngine::kInline : EmuEngine::kThread;
-    emu.engine_core = options.emu_engine_core;
-    emu.latency_us = options.emu_latency_us;
-    emu.dma_arena_bytes = options.dma_arena_bytes;
-    emu.max_io_queues = options.max_io_queues;
-    std::vector<NamespaceArg> args = options.namespaces;
-    if (args.empty())
-      args.push_back(NamespaceArg{NamespaceArg::Kind::kRam, "", std::uint64_t{1} << 30, 4096, "ram:size=1G"});
-    for (const NamespaceArg& a : args) {
-      NamespaceSpec spec;
-      spec.block_size = a.block_size;
-      switch (a.kind) {
-        case NamespaceArg::Kind::kRam: spec.backing = NamespaceBacking::kRam; break;
-        case NamespaceArg::Kind::kNull: spec.backing = NamespaceBacking::kNull; break;
-        case NamespaceArg::Kind::kFile: {
-          spec.backing = NamespaceBacking::kFile;
-          spec.path = a.path;
-          std::uint64_t bytes = a.bytes;
-          struct stat sb {};
-          if (bytes == 0 && ::stat(a.path.c_str(), &sb) == 0) bytes = static_cast<std::uint64_t>(sb.st_size);
-          if (bytes == 0) {
-            return Status::error(StatusCode::kInvalidArgument,
-                                 "namespace '{}': {} does not exist; give size=N to create it", a.text, a.path);
-          }
-          spec.blocks = bytes / a.block_size;
-          emu.namespaces.push_back(spec);
-          continue;
-        }
-        case NamespaceArg::Kind::kBdev:
-          return Status::error(StatusCode::kInvalidArgument,
-                               "namespace '{}': block devices are reached through the uring backend (--backend uring)",
-                               a.text);
-      }
-      spec.blocks = a.bytes / a.block_size;
-      emu.namespaces.push_back(spec);
-    }
-    auto ctrl = EmuController::create(std::move(emu));
-    if (!ctrl.ok()) return ctrl.status();
-    return std::unique_ptr<Controller>(std::move(ctrl).value());
-  }
+namespace {
 
+// The emu namespace a --ns argument names; a file without size=N takes the size the file has.
+Result<NamespaceSpec> emu_namespace(const NamespaceArg& a) {
+  NamespaceSpec spec;
+  spec.block_size = a.block_size;
+  switch (a.kind) {
+    case NamespaceArg::Kind::kRam: spec.backing = NamespaceBacking::kRam; break;
+    case NamespaceArg::Kind::kNull: spec.backing = NamespaceBacking::kNull; break;
+    case NamespaceArg::Kind::kFile: {
+      spec.backing = NamespaceBacking::kFile;
+      spec.path = a.path;
+      std::uint64_t bytes = a.bytes;
+      struct stat sb {};
+      if (bytes == 0 && ::stat(a.path.c_str(), &sb) == 0) bytes = static_cast<std::uint64_t>(sb.st_size);
+      if (bytes == 0) {
+        return Status::error(StatusCode::kInvalidArgument,
+                             "namespace '{}': {} does not exist; give size=N to create it", a.text, a.path);
+      }
+      spec.blocks = bytes / a.block_size;
+      return spec;
+    }
+    case NamespaceArg::Kind::kBdev:
+      return Status::error(StatusCode::kInvalidArgument,
+                           "namespace '{}': block devices are reached through the uring backend (--backend uring)",
+                           a.text);
+  }
+  spec.blocks = a.bytes / a.block_size;
+  return spec;
+}
+
+// The emu backend: a 1 GiB ram namespace when none is given.
+Result<std::unique_ptr<Controller>> open_emu_controller(const BackendOptions& options) {
+  EmuOptions emu;
+  emu.name = options.name.empty() ? "emu0" : options.name;
+  emu.engine = options.emu_inline_engine ? EmuEngine::kInline : EmuEngine::kThread;
+  emu.engine_core = options.emu_engine_core;
+  emu.latency_us = options.emu_latency_us;
+  emu.dma_arena_bytes = options.dma_arena_bytes;
+  emu.max_io_queues = options.max_io_queues;
+  std::vector<NamespaceArg> args = options.namespaces;
+  if (args.empty())
+    args.push_back(NamespaceArg{NamespaceArg::Kind::kRam, "", std::uint64_t{1} << 30, 4096, "ram:size=1G"});
+  for (const NamespaceArg& a : args) {
+    auto spec = emu_namespace(a);
+    if (!spec.ok()) return spec.status();
+    emu.namespaces.push_back(std::move(spec).value());
+  }
+  auto ctrl = EmuController::create(std::move(emu));
+  if (!ctrl.ok()) return ctrl.status();
+  return std::unique_ptr<Controller>(std::move(ctrl).value());
+}
+
+// The uring backend: files and block devices only, at least one.
+Result<std::unique_ptr<Controller>> open_uring_controller(const BackendOptions& options) {
   UringOptions uring;
   uring.name = options.name.empty() ? "uring0" : options.name;
   uring.direct = options.uring_direct;
@@ -202,6 +212,13 @@ Result<std::unique_ptr<Controller>> open_controller(const BackendOptions& option
   auto ctrl = UringController::create(std::move(uring));
   if (!ctrl.ok()) return ctrl.status();
   return std::unique_ptr<Controller>(std::move(ctrl).value());
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Controller>> open_controller(const BackendOptions& options) {
+  if (options.backend == Backend::kEmu) return open_emu_controller(options);
+  return open_uring_controller(options);
 }
 
 }  // namespace nvmux::nvme

@@ -99,6 +99,18 @@ ControllerFactory EmuController::factory(const EmuOptions& base) {
 }
 
 Status EmuController::bring_up() {
+  NVMUX_RETURN_IF_ERROR(build_device());
+  NVMUX_RETURN_IF_ERROR(enable_controller());
+  auto ident = dma_alloc(kPageBytes);  // every Identify's data page
+  NVMUX_RETURN_IF_ERROR(ident.status());
+  auto namespace_count = identify_controller(*ident);
+  if (!namespace_count.ok()) return namespace_count.status();
+  NVMUX_RETURN_IF_ERROR(identify_namespaces(*ident, *namespace_count));
+  return set_number_of_queues();
+}
+
+// The DMA arena, the namespaces' stores and the device on them; its thread in EmuEngine::kThread.
+Status EmuController::build_device() {
   auto arena = DmaArena::create(options_.dma_arena_bytes);
   if (!arena.ok()) return arena.status();
   arena_ = std::move(arena).value();
@@ -117,8 +129,12 @@ Status EmuController::bring_up() {
   config.clock = options_.clock;
   device_ = std::make_unique<EmuDevice>(std::move(config), arena_, std::move(stores));
   if (options_.engine == EmuEngine::kThread) engine_ = std::thread([this] { run_engine(); });
+  return {};
+}
 
-  // Enable the controller like a PCIe driver: admin queue registers, CC.EN, wait for CSTS.RDY.
+// Enables the controller like a PCIe driver: admin queue registers, CC.EN, wait for CSTS.RDY; then
+// the admin queue pair on that memory.
+Status EmuController::enable_controller() {
   const std::uint32_t n = options_.admin_queue_entries;
   auto asq = dma_alloc(std::size_t{n} * sizeof(SubmissionEntry));
   auto acq = dma_alloc(std::size_t{n} * sizeof(CompletionEntry));
@@ -130,6 +146,20 @@ Status EmuController::bring_up() {
   device_->write_asq(asq->iova());
   device_->write_acq(acq->iova());
   device_->write_cc(kCcEnable | (6u << 16) | (4u << 20));  // MPS 0 (4 KiB), IOSQES 2^6, IOCQES 2^4
+  NVMUX_RETURN_IF_ERROR(wait_until_ready());
+  QueuePairOptions admin_options;
+  admin_options.name = options_.name + "/admin";
+  admin_options.sq_entries = n;
+  admin_options.access = QueuePairAccess::kCallerSerialised;  // admin_mutex_ serialises every user
+  admin_options.timeout_us = options_.admin_timeout_ms * 1000;
+  admin_qp_ = std::make_unique<QueuePair>(
+      std::make_unique<Transport>(this, 0, std::move(asq).value(), n, std::move(acq).value(), n),
+      std::move(prp).value(), std::vector<NamespaceInfo>{}, 0, admin_options);
+  return {};
+}
+
+// Waits for CSTS.RDY (or CSTS.CFS) after CC.EN, stepping the device when it has no thread.
+Status EmuController::wait_until_ready() {
   std::uint64_t deadline = monotonic_ns() + kReadyTimeoutNs;
   while ((device_->read_csts() & (kCstsReady | kCstsFatal)) == 0) {
     if (options_.engine != EmuEngine::kThread) device_->step(SIZE_MAX);
@@ -139,32 +169,27 @@ Status EmuController::bring_up() {
   if ((device_->read_csts() & kCstsFatal) != 0) {
     return Status::error(StatusCode::kInternal, "{}: controller fatal status on enable", name());
   }
-  QueuePairOptions admin_options;
-  admin_options.name = options_.name + "/admin";
-  admin_options.sq_entries = n;
-  admin_options.access = QueuePairAccess::kCallerSerialised;  // admin_mutex_ serialises every user
-  admin_options.timeout_us = options_.admin_timeout_ms * 1000;
-  admin_qp_ = std::make_unique<QueuePair>(
-      std::make_unique<Transport>(this, 0, std::move(asq).value(), n, std::move(acq).value(), n),
-      std::move(prp).value(), std::vector<NamespaceInfo>{}, 0, admin_options);
+  return {};
+}
 
-  // Identify Controller.
-  auto ident = dma_alloc(kPageBytes);
-  NVMUX_RETURN_IF_ERROR(ident.status());
-  auto run = [&](const SubmissionEntry& cmd, const char* what) -> Status {
-    auto cpl = admin_command(cmd, ident->whole());
-    if (!cpl.ok()) return cpl.status();
-    if (!cpl->success()) {
-      return Status::error(StatusCode::kIoError, "{}: {} failed: {}", name(), what,
-                           describe_status(cpl->sct(), cpl->sc()));
-    }
-    return {};
-  };
+// Runs one Identify command into `page`; `what` names it in the error.
+Status EmuController::identify(const SubmissionEntry& cmd, const char* what, const DmaBuffer& page) {
+  auto cpl = admin_command(cmd, page.whole());
+  if (!cpl.ok()) return cpl.status();
+  if (!cpl->success()) {
+    return Status::error(StatusCode::kIoError, "{}: {} failed: {}", name(), what,
+                         describe_status(cpl->sct(), cpl->sc()));
+  }
+  return {};
+}
+
+// Identify Controller into info_; returns the namespace count it reports.
+Result<std::uint32_t> EmuController::identify_controller(const DmaBuffer& page) {
   SubmissionEntry cmd{};
   cmd.opcode = static_cast<std::uint8_t>(AdminOpcode::kIdentify);
   cmd.cdw10 = static_cast<std::uint32_t>(IdentifyCns::kController);
-  NVMUX_RETURN_IF_ERROR(run(cmd, "Identify Controller"));
-  const auto* idc = reinterpret_cast<const IdentifyController*>(ident->data());
+  NVMUX_RETURN_IF_ERROR(identify(cmd, "Identify Controller", page));
+  const auto* idc = reinterpret_cast<const IdentifyController*>(page.data());
   info_.model = trim(idc->mn, sizeof(idc->mn));
   info_.serial = trim(idc->sn, sizeof(idc->sn));
   info_.firmware = trim(idc->fr, sizeof(idc->fr));
@@ -175,32 +200,37 @@ Status EmuController::bring_up() {
   info_.max_queue_entries = static_cast<std::uint32_t>(device_->read_cap() & 0xffffu) + 1;
   info_.oncs = idc->oncs;
   info_.volatile_write_cache = (idc->vwc & 1u) != 0;
-  const std::uint32_t nn = idc->nn;
+  return std::uint32_t{idc->nn};
+}
 
-  // Active namespace list, then Identify Namespace for each.
-  cmd = SubmissionEntry{};
+// Active namespace list, then Identify Namespace for each, into namespaces_.
+Status EmuController::identify_namespaces(const DmaBuffer& page, std::uint32_t namespace_count) {
+  SubmissionEntry cmd{};
   cmd.opcode = static_cast<std::uint8_t>(AdminOpcode::kIdentify);
   cmd.cdw10 = static_cast<std::uint32_t>(IdentifyCns::kActiveNamespaceList);
-  NVMUX_RETURN_IF_ERROR(run(cmd, "Identify active namespace list"));
+  NVMUX_RETURN_IF_ERROR(identify(cmd, "Identify active namespace list", page));
   std::vector<std::uint32_t> nsids;
-  const auto* list = reinterpret_cast<const std::uint32_t*>(ident->data());
+  const auto* list = reinterpret_cast<const std::uint32_t*>(page.data());
   for (std::uint32_t i = 0; i < kPageBytes / 4 && list[i] != 0; ++i) nsids.push_back(list[i]);
   for (std::uint32_t nsid : nsids) {
     cmd = SubmissionEntry{};
     cmd.opcode = static_cast<std::uint8_t>(AdminOpcode::kIdentify);
     cmd.nsid = nsid;
     cmd.cdw10 = static_cast<std::uint32_t>(IdentifyCns::kNamespace);
-    NVMUX_RETURN_IF_ERROR(run(cmd, "Identify Namespace"));
-    const auto* ns = reinterpret_cast<const IdentifyNamespace*>(ident->data());
+    NVMUX_RETURN_IF_ERROR(identify(cmd, "Identify Namespace", page));
+    const auto* ns = reinterpret_cast<const IdentifyNamespace*>(page.data());
     NVMUX_ASSERT(nsid == namespaces_.size() + 1, "{}: namespaces are not dense: nsid {} after {}", name(), nsid,
                  namespaces_.size());
     namespaces_.push_back(NamespaceInfo{nsid, ns->nsze, 1u << ns->lbaf[ns->flbas & 0xfu].lbads});
   }
-  NVMUX_ASSERT(namespaces_.size() == nn, "{}: identify reports {} namespaces, the list {}", name(), nn,
-               namespaces_.size());
+  NVMUX_ASSERT(namespaces_.size() == namespace_count, "{}: identify reports {} namespaces, the list {}", name(),
+               namespace_count, namespaces_.size());
+  return {};
+}
 
-  // Set Features: Number of Queues (0's based in both halves).
-  cmd = SubmissionEntry{};
+// Set Features: Number of Queues (0's based in both halves); info_.io_queues is what is granted.
+Status EmuController::set_number_of_queues() {
+  SubmissionEntry cmd{};
   cmd.opcode = static_cast<std::uint8_t>(AdminOpcode::kSetFeatures);
   cmd.cdw10 = static_cast<std::uint32_t>(FeatureId::kNumberOfQueues);
   cmd.cdw11 = (kIoQueuesRequested - 1u) | ((kIoQueuesRequested - 1u) << 16);

@@ -372,6 +372,91 @@ void QueuePair::fail(std::string diagnostic) {
   abort_all(failure_.message().c_str());
 }
 
+// Reads the completion entry at the CQ head into `cqe` and moves the head past it; false when the
+// device has not written one there yet (its phase tag is the old one).
+inline bool QueuePair::take_cqe(CompletionEntry& cqe, std::uint32_t cq_size) {
+  const std::uint32_t head = cq_head_;
+  const bool phase = phase_;
+  CompletionEntry& slot = cq_[head];
+  // Acquire: the device writes the status word (with the phase tag) last, with release.
+  std::uint16_t status = std::atomic_ref<std::uint16_t>(slot.status).load(std::memory_order_acquire);
+  if (((status & 1u) != 0) != phase) return false;
+  cqe.cdw0 = slot.cdw0;
+  cqe.cdw1 = slot.cdw1;
+  cqe.sq_head = slot.sq_head;
+  cqe.sq_id = slot.sq_id;
+  cqe.cid = slot.cid;
+  cqe.status = status;
+  if (options_.test_after_cqe_read != nullptr) options_.test_after_cqe_read(options_.test_hook_arg);
+
+  cq_head_ = head + 1;
+  if (cq_head_ == cq_size) {
+    cq_head_ = 0;
+    phase_ = !phase;
+  }
+  return true;
+}
+
+inline bool QueuePair::maps_to_outstanding(const CompletionEntry& cqe) const {
+  const bool cid_ok = cqe.cid < tracker_count_ && trackers_[cqe.cid].state != TrackerState::kFree;
+  return cid_ok && cqe.sq_id == qid_ && cqe.sq_head < sq_.size();
+}
+
+// `cqe`, read from CQ slot `head` with phase tag `phase`, names no outstanding command: the queue
+// is not ours alone, or the device is broken. Fails the qpair.
+void QueuePair::fail_unmapped_completion(const CompletionEntry& cqe, std::uint32_t head, bool phase) {
+  fail(
+      fmt::format("qpair '{}' (qid {}) failed: completion does not map to an outstanding command: cid {} ({}), "
+                  "sq id {}, SQ head {}, CQ slot {}, phase {}, {} commands outstanding of {}. Another driver is "
+                  "using this queue, or the device is broken; every outstanding command is aborted",
+                  options_.name, qid_, cqe.cid, cqe.cid >= tracker_count_ ? "out of range" : "not outstanding",
+                  cqe.sq_id, cqe.sq_head, head, phase ? 1 : 0, stats_.depth, tracker_count_));
+}
+
+// Hands the device's answer to the command it names: a late answer to a timed-out command frees its
+// id; a failure that may be retried goes to the device again; anything else completes the command.
+// Returns whether the command completed (its callback ran).
+inline bool QueuePair::finish_command(const CompletionEntry& cqe) {
+  Tracker& t = trackers_[cqe.cid];
+  if (t.state == TrackerState::kTimedOut) {
+    ++stats_.late_completions;
+    release(cqe.cid);
+    return false;
+  }
+  IoCompletion completion;
+  completion.cqe = cqe;
+  if (!cqe.success()) [[unlikely]] {
+    if (!cqe.dnr() && t.attempts <= options_.max_retries) {
+      retry(t, cqe.cid);
+      return false;
+    }
+    completion.status = count_device_error(t, cqe);
+  }
+  complete(cqe.cid, completion);
+  return true;
+}
+
+// Writes command `cid` into the SQ again, at the back of the outstanding list with a new deadline.
+void QueuePair::retry(Tracker& t, std::uint16_t cid) {
+  ++t.attempts;
+  ++stats_.retries;
+  list_remove(cid);
+  list_push_back(cid);
+  if (options_.timeout_us != 0) t.deadline_ns = now_ns() + options_.timeout_us * 1000;
+  write_sq_entry(t, cid);
+}
+
+// Counts a failure the command gets no more retries for; returns the status its callback sees.
+Status QueuePair::count_device_error(const Tracker& t, const CompletionEntry& cqe) {
+  ++stats_.device_errors;
+  ++stats_.errors_by_status[static_cast<std::uint16_t>((cqe.sct() << 8) | cqe.sc())];
+  return Status::error(StatusCode::kIoError,
+                       "qpair '{}' cid {} opcode {:#04x} failed after {} "
+                       "attempt(s): {}{}",
+                       options_.name, cqe.cid, t.command.opcode, t.attempts, describe_status(cqe.sct(), cqe.sc()),
+                       cqe.dnr() ? ", do not retry" : "");
+}
+
 Result<std::uint32_t> QueuePair::process_completions(std::uint32_t max) {
   if (!on_owner_thread()) [[unlikely]]
     return wrong_thread("process_completions");
@@ -384,67 +469,18 @@ Result<std::uint32_t> QueuePair::process_completions(std::uint32_t max) {
   const std::uint32_t limit = max == 0 ? UINT32_MAX : max;
   std::uint32_t reaped = 0;
   while (reaped < limit) {
-    const std::uint32_t head = cq_head_;
+    const std::uint32_t head = cq_head_;  // where take_cqe reads, for the diagnostic below
     const bool phase = phase_;
-    CompletionEntry& slot = cq_[head];
-    // Acquire: the device writes the status word (with the phase tag) last, with release.
-    std::uint16_t status = std::atomic_ref<std::uint16_t>(slot.status).load(std::memory_order_acquire);
-    if (((status & 1u) != 0) != phase) break;
     CompletionEntry cqe;
-    cqe.cdw0 = slot.cdw0;
-    cqe.cdw1 = slot.cdw1;
-    cqe.sq_head = slot.sq_head;
-    cqe.sq_id = slot.sq_id;
-    cqe.cid = slot.cid;
-    cqe.status = status;
-    if (options_.test_after_cqe_read != nullptr) options_.test_after_cqe_read(options_.test_hook_arg);
-
-    cq_head_ = head + 1;
-    if (cq_head_ == cq_size) {
-      cq_head_ = 0;
-      phase_ = !phase;
-    }
+    if (!take_cqe(cqe, cq_size)) break;
     ++reaped;
     if (!options_.delayed_doorbell) ring_cq_doorbell();
-
-    const bool cid_ok = cqe.cid < tracker_count_ && trackers_[cqe.cid].state != TrackerState::kFree;
-    if (!cid_ok || cqe.sq_id != qid_ || cqe.sq_head >= sq_.size()) [[unlikely]] {
-      fail(
-          fmt::format("qpair '{}' (qid {}) failed: completion does not map to an outstanding command: cid {} ({}), "
-                      "sq id {}, SQ head {}, CQ slot {}, phase {}, {} commands outstanding of {}. Another driver is "
-                      "using this queue, or the device is broken; every outstanding command is aborted",
-                      options_.name, qid_, cqe.cid, cqe.cid >= tracker_count_ ? "out of range" : "not outstanding",
-                      cqe.sq_id, cqe.sq_head, head, phase ? 1 : 0, stats_.depth, tracker_count_));
+    if (!maps_to_outstanding(cqe)) [[unlikely]] {
+      fail_unmapped_completion(cqe, head, phase);
       return failure_;
     }
     sq_head_ = cqe.sq_head;
-    Tracker& t = trackers_[cqe.cid];
-    if (t.state == TrackerState::kTimedOut) {
-      ++stats_.late_completions;
-      release(cqe.cid);
-      continue;
-    }
-    IoCompletion completion;
-    completion.cqe = cqe;
-    if (!cqe.success()) [[unlikely]] {
-      if (!cqe.dnr() && t.attempts <= options_.max_retries) {
-        ++t.attempts;
-        ++stats_.retries;
-        list_remove(cqe.cid);
-        list_push_back(cqe.cid);
-        if (options_.timeout_us != 0) t.deadline_ns = now_ns() + options_.timeout_us * 1000;
-        write_sq_entry(t, cqe.cid);
-        continue;
-      }
-      ++stats_.device_errors;
-      ++stats_.errors_by_status[static_cast<std::uint16_t>((cqe.sct() << 8) | cqe.sc())];
-      completion.status = Status::error(StatusCode::kIoError,
-                                        "qpair '{}' cid {} opcode {:#04x} failed after {} "
-                                        "attempt(s): {}{}",
-                                        options_.name, cqe.cid, t.command.opcode, t.attempts,
-                                        describe_status(cqe.sct(), cqe.sc()), cqe.dnr() ? ", do not retry" : "");
-    }
-    complete(cqe.cid, completion);
+    if (!finish_command(cqe)) continue;           // a late answer, or a retry
     if (state_ != State::kActive) return reaped;  // a callback reset the qpair
   }
   if (reaped != 0 && options_.delayed_doorbell) ring_cq_doorbell();

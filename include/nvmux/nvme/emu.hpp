@@ -116,7 +116,15 @@ class EmuController final : public Controller {
  private:
   class Transport;
   explicit EmuController(EmuOptions options);
+  // bring_up() and its steps, in the order it takes them.
   Status bring_up();
+  Status build_device();
+  Status enable_controller();
+  Status wait_until_ready();
+  Status identify(const SubmissionEntry& cmd, const char* what, const DmaBuffer& page);
+  Result<std::uint32_t> identify_controller(const DmaBuffer& page);
+  Status identify_namespaces(const DmaBuffer& page, std::uint32_t namespace_count);
+  Status set_number_of_queues();
   Status create_device_queues(std::uint16_t qid, std::uint32_t sq_entries, std::uint32_t cq_entries,
                               const DmaBuffer& sq, const DmaBuffer& cq);
   Status delete_device_queues(std::uint16_t qid);

@@ -122,7 +122,11 @@ class UringController final : public Controller {
     bool is_block_device = false;
   };
   explicit UringController(UringOptions options);
+  // open_namespaces() and its steps for namespace i (0-based).
   Status open_namespaces();
+  Status open_namespace_file(std::size_t i, const UringNamespace& spec);
+  static Result<std::uint64_t> size_block_device(std::size_t i, const UringNamespace& spec, OpenNamespace& opened);
+  Result<std::uint64_t> size_regular_file(std::size_t i, const UringNamespace& spec, OpenNamespace& opened) const;
   void release_qid(std::uint16_t qid, const UringStats& final_stats);
 
   UringOptions options_;
