@@ -29,3 +29,14 @@ set_tests_properties(nvmux_verify_rejects_bad_partition PROPERTIES LABELS integr
 add_test(NAME nvmux_verify_without_daemon COMMAND nvmux-verify --socket /tmp/nvmux-test-no-daemon.sock -t 1)
 set_tests_properties(nvmux_verify_without_daemon PROPERTIES LABELS integration
                      PASS_REGULAR_EXPRESSION "nvmuxd is not running at /tmp/nvmux-test-no-daemon.sock")
+
+# nvmux-torture: a hostile client (tests/tools/torture.hpp), and the stress test that runs it
+# against a real nvmuxd while this process verifies its own data through the same daemon.
+find_package(CLI11 REQUIRED)
+nvmux_library(nvmux_torture SOURCES tools/torture.cpp DEPS nvmux_client)
+nvmux_executable(nvmux-torture SOURCES tools/nvmux_torture.cpp DEPS nvmux_torture CLI11::CLI11)
+nvmux_gtest(service_torture_test SOURCES stress/service_torture_test.cpp DEPS nvmux_client
+            LABELS "stress;concurrency" TIMEOUT 600)
+add_dependencies(service_torture_test nvmuxd nvmux-torture)
+target_compile_definitions(service_torture_test PRIVATE NVMUXD_BINARY="$<TARGET_FILE:nvmuxd>"
+                                                        NVMUX_TORTURE_BINARY="$<TARGET_FILE:nvmux-torture>")

@@ -1,0 +1,178 @@
+// nvmuxd under attack: nvmux-torture (a hostile client, in its own process) attacks a real daemon
+// while this process verifies its own data through the same daemon. Pass: the torture tool finds
+// no failure, this process sees 0 errors and 0 mismatches throughout, and afterwards the daemon
+// is back to its baseline (sessions, queues, requests in flight, open file descriptors).
+//
+// Counts scale with NVMUX_STRESS_SCALE (and down under the sanitizers): NVMUX_STRESS_SCALE=5 is
+// the full run, 8000 rounds (1000 of each attack, garbage included) and 10^6 hostile descriptors.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "nvmux/common/cpu.hpp"
+#include "nvmux/service/client.hpp"
+#include "support/nvmuxd_process.hpp"
+#include "support/test_scale.hpp"
+
+namespace nvmux::service {
+namespace {
+
+constexpr std::uint32_t kBlock = 4096;
+constexpr std::uint64_t kDeadlineNs = 30'000'000'000ull;
+
+std::size_t open_fds(pid_t pid) {
+  std::size_t n = 0;
+  DIR* dir = ::opendir(fmt::format("/proc/{}/fd", pid).c_str());
+  if (dir == nullptr) return 0;
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  ::closedir(dir);
+  return n;
+}
+
+// Runs `cmd` and returns its exit status, its output in `out`.
+int run(const std::string& cmd, std::string& out) {
+  FILE* pipe = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return -1;
+  char buf[4096];
+  while (std::fgets(buf, sizeof(buf), pipe) != nullptr) out += buf;
+  return ::pclose(pipe);
+}
+
+// The well-behaved neighbour: writes stamped blocks into the upper half of namespace 1 and reads
+// each back, one request at a time, until told to stop.
+struct Verifier {
+  std::atomic<bool> stop{false};
+  std::uint64_t verified = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t mismatches = 0;
+  std::string first_problem;
+
+  void note(std::string what) {
+    if (first_problem.empty()) first_problem = std::move(what);
+  }
+
+  bool one(Queue& q, bool write, std::uint64_t lba, std::byte* buf) {
+    struct Done {
+      bool done = false;
+      int status = 0;
+    } d;
+    auto cb = [](void* ctx, const nvmux_cpl* c) {
+      static_cast<Done*>(ctx)->done = true;
+      static_cast<Done*>(ctx)->status = c->status;
+    };
+    Status s = write ? q.write(1, lba, 1, buf, cb, &d) : q.read(1, lba, 1, buf, cb, &d);
+    if (!s.ok()) {
+      ++errors;
+      note("submit: " + s.to_string());
+      return false;
+    }
+    const std::uint64_t deadline = monotonic_ns() + kDeadlineNs;
+    while (!d.done && monotonic_ns() < deadline) {
+      if (!q.wait(100).ok()) break;
+    }
+    if (!d.done || d.status != 0) {
+      ++errors;
+      note(fmt::format("{} of LBA {}: {}", write ? "write" : "read", lba, d.done ? d.status : -ETIMEDOUT));
+      return false;
+    }
+    return true;
+  }
+
+  void run(const std::string& socket) {
+    auto client = Client::connect(socket);
+    if (!client.ok()) {
+      ++errors;
+      return note("connect: " + client.status().to_string());
+    }
+    auto ns = (*client)->namespace_info(1).value();
+    auto q = (*client)->create_queue(4).value();
+    auto* buf = static_cast<std::byte*>((*client)->buf_alloc(kBlock));
+    std::vector<std::byte> expect(kBlock);
+    std::mt19937_64 rng(7);
+    const std::uint64_t half = ns.blocks / 2;
+    for (std::uint64_t generation = 1; !stop.load(std::memory_order_relaxed); ++generation) {
+      const std::uint64_t lba = half + rng() % (ns.blocks - half);
+      for (std::size_t i = 0; i < kBlock / 8; ++i) {
+        const std::uint64_t w = lba * 0x9e3779b97f4a7c15ull ^ generation ^ i;
+        std::memcpy(buf + i * 8, &w, 8);
+      }
+      std::memcpy(expect.data(), buf, kBlock);
+      if (!one(*q, true, lba, buf)) continue;
+      std::memset(buf, 0, kBlock);
+      if (!one(*q, false, lba, buf)) continue;
+      if (std::memcmp(buf, expect.data(), kBlock) != 0) {
+        ++mismatches;
+        note(fmt::format("LBA {} generation {} read back different data", lba, generation));
+      }
+      ++verified;
+    }
+  }
+};
+
+TEST(ServiceTorture, AHostileClientNeitherTakesTheDaemonDownNorTouchesItsNeighbour) {
+  const std::string socket = fmt::format("/tmp/nvmux-torture-{}.sock", ::getpid());
+  // Two owners at most, both created before the baseline is taken: owners (a thread and its
+  // descriptors each) live as long as the daemon, so later ones would look like a leak.
+  test::NvmuxdProcess daemon(NVMUXD_BINARY, socket,
+                             {"--ns", "ram:size=64M", "--cores", "0", "--max-qpairs", "2", "--log-level", "error"});
+  ASSERT_TRUE(daemon.ready()) << daemon.output();
+  {
+    auto warm_up = Client::connect(socket).value();
+    auto q1 = warm_up->create_queue(1).value();
+    auto q2 = warm_up->create_queue(1).value();
+  }
+  auto watcher = Client::connect(socket).value();
+  DaemonStats baseline;
+  const std::uint64_t settle = monotonic_ns() + kDeadlineNs;
+  do {
+    baseline = watcher->daemon_stats().value();
+  } while (baseline.sessions != 1 && monotonic_ns() < settle);
+  const std::size_t baseline_fds = open_fds(daemon.pid());
+
+  Verifier verifier;
+  std::thread neighbour([&] { verifier.run(socket); });
+  // make test: 200 rounds of each attack and 2 * 10^5 descriptors (~25 s); NVMUX_STRESS_SCALE=5
+  // gives the full counts (make bench runs it so).
+  const std::uint64_t rounds = test::stress_count(1600, 80);
+  const std::uint64_t descriptors = test::stress_count(200'000, 20'000);
+  std::string out;
+  const std::uint64_t t0 = monotonic_ns();
+  const int status = run(fmt::format("{} --socket {} --rounds {} --descriptors {} --partition 0/2",
+                                     NVMUX_TORTURE_BINARY, socket, rounds, descriptors),
+                         out);
+  const double seconds = static_cast<double>(monotonic_ns() - t0) / 1e9;
+  verifier.stop = true;
+  neighbour.join();
+  std::printf("%s(%.1f s) the neighbour verified %llu blocks meanwhile\n", out.c_str(), seconds,
+              static_cast<unsigned long long>(verifier.verified));
+
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  EXPECT_NE(out.find("the daemon held: 0 failures"), std::string::npos) << out;
+  EXPECT_EQ(verifier.errors, 0u) << verifier.first_problem;
+  EXPECT_EQ(verifier.mismatches, 0u) << verifier.first_problem;
+  EXPECT_GT(verifier.verified, 0u);
+
+  // Back to the baseline: only the watcher's session, nothing in flight, no descriptor kept.
+  DaemonStats after;
+  const std::uint64_t deadline = monotonic_ns() + kDeadlineNs;
+  do {
+    after = watcher->daemon_stats().value();
+  } while ((after.sessions != baseline.sessions || after.in_flight != 0) && monotonic_ns() < deadline);
+  EXPECT_EQ(after.sessions, baseline.sessions);
+  EXPECT_EQ(after.queues, baseline.queues);
+  EXPECT_EQ(after.in_flight, 0u);
+  EXPECT_EQ(open_fds(daemon.pid()), baseline_fds) << "the daemon keeps descriptors it was sent or gave out";
+  EXPECT_EQ(daemon.stop(), 0) << "nvmuxd did not stop cleanly after the attack";
+}
+
+}  // namespace
+}  // namespace nvmux::service
