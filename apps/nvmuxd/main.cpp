@@ -30,7 +30,9 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
                  "bdev:/dev/X (repeatable; emu default ram:size=1G)");
   app.add_option("--cores", cores, "cores for the queue-pair owner threads, e.g. 0 or 0,1 or 0-3 (default: all)");
   app.add_option("--policy", options.policy_path,
-                 "JSON access policy (default: only this daemon's uid and root, full access)");
+                 "JSON access policy (default: only this daemon's uid and root, full access); SIGHUP reloads it");
+  app.add_option("--rpc-socket", options.rpc_socket_path,
+                 "the admin socket, JSON-RPC 2.0 (default: beside --socket, NAME.rpc.sock); see nvmux-ctl");
   app.add_option("--max-qpairs", options.max_qpairs, "backend queue pairs at most (0: as many as the device grants)")
       ->check(CLI::Range(0u, 64u))
       ->capture_default_str();

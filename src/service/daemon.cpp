@@ -51,6 +51,12 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonOptions options) {
     return Status::error(StatusCode::kInvalidArgument, "--socket {}: longer than {} bytes", d->socket_path_,
                          sizeof(sockaddr_un{}.sun_path) - 1);
   }
+  d->rpc_socket_path_ =
+      options.rpc_socket_path.empty() ? rpc::rpc_socket_beside(d->socket_path_) : options.rpc_socket_path;
+  if (d->rpc_socket_path_.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return Status::error(StatusCode::kInvalidArgument, "--rpc-socket {}: longer than {} bytes", d->rpc_socket_path_,
+                         sizeof(sockaddr_un{}.sun_path) - 1);
+  }
   if (options.qpair_entries < 2 || options.qpair_entries > 65536 || !std::has_single_bit(options.qpair_entries)) {
     return Status::error(StatusCode::kInvalidArgument, "--qpair-entries {}: a power of two in 2..65536",
                          options.qpair_entries);
@@ -79,6 +85,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonOptions options) {
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);  // reloads the policy
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     d->signal_fd_ = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
     if (d->signal_fd_ < 0) return Status::from_errno(errno, "signalfd");
@@ -88,6 +95,9 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonOptions options) {
 
   // Refuse before touching the device when another daemon serves the socket.
   NVMUX_RETURN_IF_ERROR(d->open_socket());
+  NVMUX_RETURN_IF_ERROR(d->open_rpc_socket());
+  d->add_rpc_methods();
+  d->started_ns_ = monotonic_ns();
 
   auto controller = nvme::open_controller(options.backend);
   if (!controller.ok()) return controller.status();
@@ -123,6 +133,7 @@ Daemon::~Daemon() {
     ::close(listen_fd_);
     ::unlink(socket_path_.c_str());
   }
+  close_rpc();
   if (signal_fd_ >= 0) ::close(signal_fd_);
   if (event_fd_ >= 0) ::close(event_fd_);
 }
@@ -172,7 +183,8 @@ std::string Daemon::ready_line() const {
     out += fmt::format(", ns {}: {} blocks x {} B = {}", ns.nsid, ns.blocks, ns.block_size,
                        human_bytes(ns.blocks * ns.block_size));
   }
-  out += fmt::format("; up to {} queue pairs on cores {})", max_owners_, fmt::join(options_.cores, ","));
+  out += fmt::format("; up to {} queue pairs on cores {}; admin on {})", max_owners_, fmt::join(options_.cores, ","),
+                     rpc_socket_path_);
   return out;
 }
 
@@ -214,6 +226,10 @@ Status Daemon::run() {
     add(listen_fd_, 0);
     add(event_fd_, 0);
     if (signal_fd_ >= 0) add(signal_fd_, 0);
+    const std::size_t rpc_listen = fds.size();
+    add(rpc_listen_fd_, 0);
+    const std::size_t first_rpc = fds.size();
+    for (const RpcConnection& c : rpc_connections_) add(c.fd, 0);
     const std::size_t first_owner = fds.size();
     for (const auto& o : owners_) add(o->wake_fd(), 0);
     const std::size_t first_session = fds.size();
@@ -226,10 +242,27 @@ Status Daemon::run() {
     if (signal_fd_ >= 0 && (fds[2].revents & POLLIN) != 0) {
       signalfd_siginfo info{};
       if (::read(signal_fd_, &info, sizeof(info)) == sizeof(info)) {
-        NVMUX_LOG_INFO("nvmuxd: {} received; shutting down", strsignal(static_cast<int>(info.ssi_signo)));
-        stop_.store(true, std::memory_order_release);
+        if (info.ssi_signo == SIGHUP) {
+          NVMUX_LOG_INFO("nvmuxd: SIGHUP received; reloading the policy");
+          (void)reload_policy();  // logs either way
+        } else {
+          NVMUX_LOG_INFO("nvmuxd: {} received; shutting down", strsignal(static_cast<int>(info.ssi_signo)));
+          stop_.store(true, std::memory_order_release);
+        }
       }
     }
+    // Admin requests first (they may end sessions), dropping connections that hung up.
+    std::vector<RpcConnection> kept;
+    for (std::size_t i = first_rpc; i < first_owner; ++i) {
+      RpcConnection& c = rpc_connections_[i - first_rpc];
+      if (fds[i].revents == 0 || serve_rpc(c)) {
+        kept.push_back(std::move(c));
+      } else {
+        ::close(c.fd);
+      }
+    }
+    rpc_connections_.swap(kept);
+    if ((fds[rpc_listen].revents & POLLIN) != 0) accept_rpc();
     if ((fds[1].revents & POLLIN) != 0) {
       std::uint64_t count;
       (void)!::read(event_fd_, &count, sizeof(count));
@@ -254,6 +287,7 @@ Status Daemon::run() {
   ::close(listen_fd_);
   listen_fd_ = -1;
   ::unlink(socket_path_.c_str());
+  close_rpc();
   std::vector<std::uint64_t> ids;
   for (const auto& [id, s] : sessions_) ids.push_back(id);
   for (std::uint64_t id : ids) close_session(id, "the daemon is shutting down");

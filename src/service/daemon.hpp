@@ -30,6 +30,7 @@
 #include "nvmux/runtime/runtime.hpp"
 #include "owner.hpp"
 #include "policy.hpp"
+#include "rpc.hpp"
 
 namespace nvmux::service {
 
@@ -44,8 +45,9 @@ struct DaemonOptions {
   std::uint32_t qpair_entries = 1024;
   std::uint64_t io_timeout_ms = 30'000;
   std::uint32_t io_retries = 2;
-  std::string policy_path;     // "" = Policy::default_for(geteuid())
-  bool handle_signals = true;  // run() stops on SIGINT/SIGTERM (blocked in every thread)
+  std::string policy_path;      // "" = Policy::default_for(geteuid())
+  std::string rpc_socket_path;  // the admin (JSON-RPC) socket; "" = rpc::rpc_socket_beside(socket)
+  bool handle_signals = true;   // run() stops on SIGINT/SIGTERM (blocked in every thread)
   bool pin_reactors = true;
 };
 
@@ -68,6 +70,7 @@ class Daemon {
   void request_stop();
 
   const std::string& socket_path() const { return socket_path_; }
+  const std::string& rpc_socket_path() const { return rpc_socket_path_; }
   // "ready on PATH (…namespaces…)" as printed by nvmuxd.
   std::string ready_line() const;
   // Control thread (or after run() returned).
@@ -89,6 +92,21 @@ class Daemon {
   void close_session(std::uint64_t id, const std::string& why);
   Result<Owner*> owner_for_new_queue();
   void note_queue_failed(std::uint64_t session_id, std::string reason);
+
+  // The admin socket (admin.cpp): JSON-RPC 2.0, one request per line, served on the control thread.
+  struct RpcConnection {
+    int fd = -1;
+    std::string input;  // bytes received, up to the next newline
+  };
+  Status open_rpc_socket();
+  void accept_rpc();
+  // Reads what the connection sent and answers every complete line; false when it is to be closed.
+  bool serve_rpc(RpcConnection& c);
+  void close_rpc();
+  void add_rpc_methods();
+  // Loads --policy again; the old policy stays when the new file does not load (and says why).
+  Status reload_policy();
+  std::string metrics_text();
 
   struct QueueSlot {
     Owner* owner = nullptr;
@@ -126,6 +144,13 @@ class Daemon {
   std::uint64_t next_session_id_ = 1;
   std::uint64_t sessions_closed_ = 0;
   std::uint64_t sessions_refused_ = 0;
+
+  std::string rpc_socket_path_;
+  int rpc_listen_fd_ = -1;
+  std::vector<RpcConnection> rpc_connections_;
+  rpc::Dispatcher rpc_;
+  std::uint64_t started_ns_ = 0;
+  std::uint64_t policy_reloads_ = 0;
 
   std::mutex failed_mutex_;
   std::vector<std::pair<std::uint64_t, std::string>> failed_sessions_;  // from owner threads

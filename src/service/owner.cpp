@@ -107,6 +107,20 @@ Status Owner::attach(std::unique_ptr<ServiceQueue> queue) {
   return s;
 }
 
+Result<OwnerStats> Owner::stats() {
+  OwnerStats out;
+  out.index = index_;
+  out.thread = thread_->name();
+  out.core = thread_->bound_core().value_or(-1);
+  out.in_flight = in_flight();
+  NVMUX_RETURN_IF_ERROR(run_on(*thread_, [this, &out]() -> Status {
+    out.queues = static_cast<std::uint32_t>(queues_.size());
+    out.qpair = qpair_->stats();
+    return {};
+  }));
+  return out;
+}
+
 Status Owner::close(ServiceQueue* queue) {
   return send_msg(*thread_, [this, queue] {
     queue->closing = true;

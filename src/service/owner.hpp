@@ -53,6 +53,16 @@ struct ServiceQueue {
   QueueCounters counters;
 };
 
+// A snapshot of one owner and its queue pair, for the admin socket.
+struct OwnerStats {
+  std::uint32_t index = 0;
+  std::string thread;
+  int core = -1;
+  std::uint32_t queues = 0;  // client queues attached
+  std::uint64_t in_flight = 0;
+  nvme::QueuePairStats qpair;
+};
+
 class Owner {
  public:
   // Creates the Thread (bound to `core`) and, on it, the queue pair. Blocks until the queue pair
@@ -78,6 +88,9 @@ class Owner {
   std::uint32_t index() const { return index_; }
   // Any thread.
   std::uint64_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
+  // Any thread but the owner's: a snapshot taken on the owner thread (the queue pair's counters
+  // are the owner's alone). Blocks until the owner ran the message. Errors: send_msg's.
+  Result<OwnerStats> stats();
 
  private:
   Owner() = default;
