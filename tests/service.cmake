@@ -29,3 +29,8 @@ set_tests_properties(nvmux_verify_rejects_bad_partition PROPERTIES LABELS integr
 add_test(NAME nvmux_verify_without_daemon COMMAND nvmux-verify --socket /tmp/nvmux-test-no-daemon.sock -t 1)
 set_tests_properties(nvmux_verify_without_daemon PROPERTIES LABELS integration
                      PASS_REGULAR_EXPRESSION "nvmuxd is not running at /tmp/nvmux-test-no-daemon.sock")
+
+# The daemon's pure checks of client input (descriptors, control messages, hello's arena), no
+# daemon needed; tests/fuzz feeds the same functions arbitrary bytes.
+nvmux_gtest(service_unit_test SOURCES unit/service/validate_test.cpp DEPS nvmux_service LABELS unit)
+target_include_directories(service_unit_test PRIVATE ${PROJECT_SOURCE_DIR}/src/service)
