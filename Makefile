@@ -5,6 +5,7 @@
 #   make test            build (release) and run the whole test suite with CTest
 #   make test-sanitize   every test under ASan+UBSan, and every concurrency test under TSan
 #   make bench           build and run the benchmarks (side by side, medians, ratios)
+#   make fuzz            build the libFuzzer targets (clang 14) and run each FUZZ_SECONDS (60) s
 #   make format          apply .clang-format to every tracked C/C++ file
 #   make lint            check formatting of every tracked C/C++ file, then clang-tidy (.clang-tidy)
 #   make build           just build the release preset
@@ -13,11 +14,12 @@
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
+FUZZ_SECONDS ?= 60
 
 # The configured build.ninja files are real outputs, not intermediates make may delete.
 .PRECIOUS: build/%/build.ninja
 
-.PHONY: all deps build demo test test-sanitize test-asan test-tsan bench format lint clean
+.PHONY: all deps build demo test test-sanitize test-asan test-tsan bench fuzz format lint clean
 
 all: build
 
@@ -49,6 +51,11 @@ test-sanitize: test-asan test-tsan
 
 bench: build-release
 	@scripts/bench
+
+# Each target on a copy of its corpus (the tree is not modified); non-zero with the reproducer's
+# path when one crashes. docs/fuzzing.md.
+fuzz: build-fuzz
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz build/fuzz
 
 format: deps
 	@git ls-files -z -- '*.c' '*.cc' '*.cpp' '*.h' '*.hpp' | xargs -0 clang-format -i

@@ -40,3 +40,8 @@ nvmux_gtest(service_torture_test SOURCES stress/service_torture_test.cpp DEPS nv
 add_dependencies(service_torture_test nvmuxd nvmux-torture)
 target_compile_definitions(service_torture_test PRIVATE NVMUXD_BINARY="$<TARGET_FILE:nvmuxd>"
                                                         NVMUX_TORTURE_BINARY="$<TARGET_FILE:nvmux-torture>")
+
+# The daemon's pure checks of client input (descriptors, control messages, hello's arena), no
+# daemon needed; tests/fuzz feeds the same functions arbitrary bytes.
+nvmux_gtest(service_unit_test SOURCES unit/service/validate_test.cpp DEPS nvmux_service LABELS unit)
+target_include_directories(service_unit_test PRIVATE ${PROJECT_SOURCE_DIR}/src/service)

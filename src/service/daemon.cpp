@@ -19,6 +19,7 @@
 #include "control_socket.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
+#include "validate.hpp"
 
 namespace nvmux::service {
 
@@ -338,16 +339,12 @@ void Daemon::serve(Session& s) {
     return;
   }
   ControlMessage m = received->message;  // a private copy: check it, then use only it
-  if (Status ok = check_control_message(m, received->bytes); !ok.ok()) {
-    close_session(id, "bad control message: " + ok.message());
+  auto type = admit_control_message(m, received->bytes, s.ready);
+  if (!type.ok()) {
+    close_session(id, type.status().message());
     return;
   }
-  auto type = static_cast<ControlType>(m.type);
-  if (!s.ready && type != ControlType::kHello) {
-    close_session(id, fmt::format("control message type {} before hello", m.type));
-    return;
-  }
-  switch (type) {
+  switch (*type) {
     case ControlType::kHello: on_hello(s, m); break;
     case ControlType::kNamespaceInfo: on_namespace_info(s, m); break;
     case ControlType::kQueueCreate: on_queue_create(s, m); break;
@@ -362,7 +359,6 @@ void Daemon::serve(Session& s) {
       reply(s, r);
       break;
     }
-    default: close_session(id, fmt::format("unknown control message type {}", m.type));
   }
 }
 
@@ -382,10 +378,7 @@ void Daemon::refuse(Session& s, ControlMessage r, const Status& why) {
 }
 
 void Daemon::on_hello(Session& s, const ControlMessage& m) {
-  if (s.ready) {
-    close_session(s.id, "a second hello");
-    return;
-  }
+  NVMUX_ASSERT(!s.ready, "session {}: admit_control_message let a second hello through", s.id);
   auto grant = policy_->grant_for(s.uid, s.gid);
   if (!grant.ok()) {
     ++sessions_refused_;
@@ -393,16 +386,14 @@ void Daemon::on_hello(Session& s, const ControlMessage& m) {
     close_session(s.id, "refused by the policy");
     return;
   }
-  std::uint64_t arena = m.arg0 == 0 ? kDefaultArenaBytes : align_up(m.arg0, kPageBytes);
-  if (m.arg0 > kMaxArenaBytes || arena > grant->max_arena_bytes) {
+  auto arena_bytes = session_arena_bytes(m.arg0, grant->max_arena_bytes);
+  if (!arena_bytes.ok()) {
     ++sessions_refused_;
-    refuse(s, m,
-           Status::error(m.arg0 > kMaxArenaBytes ? StatusCode::kInvalidArgument : StatusCode::kPermissionDenied,
-                         "an arena of {} bytes is above the limit of {} bytes", m.arg0,
-                         std::min<std::uint64_t>(kMaxArenaBytes, grant->max_arena_bytes)));
+    refuse(s, m, arena_bytes.status());
     close_session(s.id, "arena too large");
     return;
   }
+  std::uint64_t arena = *arena_bytes;
   auto memory = SharedMemory::create(fmt::format("nvmux-session-{}", s.id), session_bytes(arena));
   if (!memory.ok()) {
     refuse(s, m, memory.status());

@@ -17,7 +17,6 @@ namespace nvmux::service {
 
 namespace {
 
-constexpr std::uint32_t kMaxWriteZeroesBlocks = 1u << 16;  // NLB is a 16-bit field
 constexpr auto kSetupWait = std::chrono::seconds(30);
 
 // Runs `fn` on `thread` and waits for it (setup and teardown only).
@@ -212,35 +211,12 @@ std::uint32_t Owner::drain(ServiceQueue& q) {
   return static_cast<std::uint32_t>(got);
 }
 
-int Owner::validate(const ServiceQueue& q, const IoDescriptor& d, const nvme::NamespaceInfo*& ns) const {
-  auto op = static_cast<IoOpcode>(d.opcode);
-  if (d.opcode < static_cast<std::uint8_t>(IoOpcode::kRead) ||
-      d.opcode > static_cast<std::uint8_t>(IoOpcode::kDeallocate)) {
-    return -EINVAL;
-  }
-  if (d.nsid == 0 || d.nsid > q.namespaces.size()) return -ENOENT;
-  ns = &q.namespaces[d.nsid - 1];
-  const NamespaceGrant* grant = q.grant->find(d.nsid);
-  if (grant == nullptr) return -EACCES;
-  if (op != IoOpcode::kRead && op != IoOpcode::kFlush && !grant->writable) return -EACCES;
-  if (op == IoOpcode::kFlush) return 0;
-  if (d.blocks == 0) return -EINVAL;
-  if (op == IoOpcode::kWriteZeroes && d.blocks > kMaxWriteZeroesBlocks) return -EINVAL;
-  if (d.lba >= ns->blocks || d.blocks > ns->blocks - d.lba) return -ERANGE;
-  if (!Grant::range_allowed(*grant, d.lba, d.blocks)) return -EACCES;
-  if (op == IoOpcode::kRead || op == IoOpcode::kWrite) {
-    std::uint64_t bytes = std::uint64_t{d.blocks} * ns->block_size;
-    std::uint32_t limit = qpair_->max_transfer_bytes();
-    if (limit != 0 && bytes > limit) return -EINVAL;
-    if (d.arena_offset % 4 != 0) return -EINVAL;  // NVMe data pointers are dword aligned
-    if (d.arena_offset > q.arena_bytes || bytes > q.arena_bytes - d.arena_offset) return -EINVAL;
-  }
-  return 0;
+int Owner::validate(const ServiceQueue& q, const IoDescriptor& d) const {
+  return validate_descriptor(d, ValidationContext{q.namespaces, *q.grant, q.arena_bytes, qpair_->max_transfer_bytes()});
 }
 
 void Owner::handle(ServiceQueue& q, const IoDescriptor& d) {
-  const nvme::NamespaceInfo* ns = nullptr;
-  int refused = validate(q, d, ns);
+  int refused = validate(q, d);
   if (refused != 0) {
     single_writer_add(q.counters.refused);
     ++q.in_flight;  // post() gives it back
@@ -253,7 +229,8 @@ void Owner::handle(ServiceQueue& q, const IoDescriptor& d) {
   r->tag = d.tag;
   Status s;
   auto op = static_cast<IoOpcode>(d.opcode);
-  nvme::IoVec data{q.arena_iova + d.arena_offset, d.blocks * (ns != nullptr ? ns->block_size : 0)};
+  const nvme::NamespaceInfo& ns = q.namespaces[d.nsid - 1];  // accepted: nsid names a namespace
+  nvme::IoVec data{q.arena_iova + d.arena_offset, d.blocks * ns.block_size};
   switch (op) {
     case IoOpcode::kRead: s = qpair_->read(d.nsid, d.lba, d.blocks, data, &Owner::on_complete, r); break;
     case IoOpcode::kWrite: s = qpair_->write(d.nsid, d.lba, d.blocks, data, &Owner::on_complete, r); break;

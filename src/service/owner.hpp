@@ -20,6 +20,7 @@
 #include "nvmux/runtime/runtime.hpp"
 #include "nvmux/service/protocol.hpp"
 #include "policy.hpp"
+#include "validate.hpp"
 
 namespace nvmux::service {
 
@@ -97,8 +98,9 @@ class Owner {
   PollerResult poll();
   std::uint32_t drain(ServiceQueue& q);
   void handle(ServiceQueue& q, const IoDescriptor& d);
-  // 0 or -errno for a descriptor copied out of shared memory; nothing is read twice.
-  int validate(const ServiceQueue& q, const IoDescriptor& d, const nvme::NamespaceInfo*& ns) const;
+  // 0 or -errno for a descriptor copied out of shared memory (validate_descriptor against the
+  // queue's session); nothing is read twice.
+  int validate(const ServiceQueue& q, const IoDescriptor& d) const;
   void post(ServiceQueue& q, std::uint64_t tag, int status, std::uint16_t nvme_status, std::uint32_t result);
   void wake_clients();
   void arm_idle(bool arm);
