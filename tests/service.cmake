@@ -43,5 +43,15 @@ target_compile_definitions(service_torture_test PRIVATE NVMUXD_BINARY="$<TARGET_
 
 # The daemon's pure checks of client input (descriptors, control messages, hello's arena), no
 # daemon needed; tests/fuzz feeds the same functions arbitrary bytes.
-nvmux_gtest(service_unit_test SOURCES unit/service/validate_test.cpp DEPS nvmux_service LABELS unit)
+nvmux_gtest(service_unit_test SOURCES unit/service/validate_test.cpp unit/service/rpc_test.cpp DEPS nvmux_service
+            LABELS unit)
 target_include_directories(service_unit_test PRIVATE ${PROJECT_SOURCE_DIR}/src/service)
+
+# The admin socket (JSON-RPC) against the real daemon, through the client nvmux-ctl uses.
+nvmux_gtest(admin_test SOURCES integration/admin_test.cpp DEPS nvmux_client nvmux_rpc LABELS integration TIMEOUT 120)
+add_dependencies(admin_test nvmuxd)
+target_include_directories(admin_test PRIVATE ${PROJECT_SOURCE_DIR}/src/service)
+target_compile_definitions(admin_test PRIVATE NVMUXD_BINARY="$<TARGET_FILE:nvmuxd>")
+add_test(NAME nvmux_ctl_without_daemon COMMAND nvmux-ctl --socket /tmp/nvmux-test-no-daemon.sock nvmuxd_get_version)
+set_tests_properties(nvmux_ctl_without_daemon PROPERTIES LABELS integration WILL_FAIL FALSE
+                     PASS_REGULAR_EXPRESSION "nvmux-ctl: nvmuxd is not running \\(no admin socket at")

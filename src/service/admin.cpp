@@ -274,15 +274,15 @@ void Daemon::add_rpc_methods() {
            });
   rpc_.add("runtime_get_stats", "reactors (busy, idle, sleeps), threads and lanes (depth, high water)",
            [this](const json&) -> rpc::Reply { return runtime_->stats().to_json(); });
-  rpc_.add("policy_get", "the policy in force: its file and rules", [this](const json&) -> rpc::Reply {
+  rpc_.add("policy_get", "the policy in force: its file and client rules", [this](const json&) -> rpc::Reply {
     return json{{"path", options_.policy_path.empty() ? json(nullptr) : json(options_.policy_path)},
-                {"rules", policy_json(*policy_)}};
+                {"clients", policy_json(*policy_)}};
   });
   rpc_.add("policy_reload", "loads --policy again (as SIGHUP does); a bad file keeps the old policy",
            [this](const json&) -> rpc::Reply {
              Status s = reload_policy();
              if (!s.ok()) return Error{s.to_errno(), s.message()};
-             return json{{"path", options_.policy_path}, {"rules", policy_->rules().size()}};
+             return json{{"path", options_.policy_path}, {"clients", policy_->rules().size()}};
            });
   rpc_.add("metrics_get", "the counters in Prometheus' text format (a string)",
            [this](const json&) -> rpc::Reply { return metrics_text(); });
