@@ -55,3 +55,10 @@ target_compile_definitions(admin_test PRIVATE NVMUXD_BINARY="$<TARGET_FILE:nvmux
 add_test(NAME nvmux_ctl_without_daemon COMMAND nvmux-ctl --socket /tmp/nvmux-test-no-daemon.sock nvmuxd_get_version)
 set_tests_properties(nvmux_ctl_without_daemon PROPERTIES LABELS integration WILL_FAIL FALSE
                      PASS_REGULAR_EXPRESSION "nvmux-ctl: nvmuxd is not running \\(no admin socket at")
+
+# Crashes, repeated: clients and the daemon SIGKILLed mid-I/O (tests/stress/service_crash_test.cpp).
+nvmux_gtest(service_crash_test SOURCES stress/service_crash_test.cpp DEPS nvmux_client nvmux_rpc
+            LABELS "stress;concurrency" TIMEOUT 600)
+add_dependencies(service_crash_test nvmuxd)
+target_include_directories(service_crash_test PRIVATE ${PROJECT_SOURCE_DIR}/src/service)
+target_compile_definitions(service_crash_test PRIVATE NVMUXD_BINARY="$<TARGET_FILE:nvmuxd>")

@@ -20,11 +20,11 @@
 #include "nvmux/service/client.hpp"
 #include "support/nvmuxd_process.hpp"
 #include "support/test_scale.hpp"
+#include "support/verifying_neighbour.hpp"
 
 namespace nvmux::service {
 namespace {
 
-constexpr std::uint32_t kBlock = 4096;
 constexpr std::uint64_t kDeadlineNs = 30'000'000'000ull;
 
 std::size_t open_fds(pid_t pid) {
@@ -47,77 +47,6 @@ int run(const std::string& cmd, std::string& out) {
   return ::pclose(pipe);
 }
 
-// The well-behaved neighbour: writes stamped blocks into the upper half of namespace 1 and reads
-// each back, one request at a time, until told to stop.
-struct Verifier {
-  std::atomic<bool> stop{false};
-  std::uint64_t verified = 0;
-  std::uint64_t errors = 0;
-  std::uint64_t mismatches = 0;
-  std::string first_problem;
-
-  void note(std::string what) {
-    if (first_problem.empty()) first_problem = std::move(what);
-  }
-
-  bool one(Queue& q, bool write, std::uint64_t lba, std::byte* buf) {
-    struct Done {
-      bool done = false;
-      int status = 0;
-    } d;
-    auto cb = [](void* ctx, const nvmux_cpl* c) {
-      static_cast<Done*>(ctx)->done = true;
-      static_cast<Done*>(ctx)->status = c->status;
-    };
-    Status s = write ? q.write(1, lba, 1, buf, cb, &d) : q.read(1, lba, 1, buf, cb, &d);
-    if (!s.ok()) {
-      ++errors;
-      note("submit: " + s.to_string());
-      return false;
-    }
-    const std::uint64_t deadline = monotonic_ns() + kDeadlineNs;
-    while (!d.done && monotonic_ns() < deadline) {
-      if (!q.wait(100).ok()) break;
-    }
-    if (!d.done || d.status != 0) {
-      ++errors;
-      note(fmt::format("{} of LBA {}: {}", write ? "write" : "read", lba, d.done ? d.status : -ETIMEDOUT));
-      return false;
-    }
-    return true;
-  }
-
-  void run(const std::string& socket) {
-    auto client = Client::connect(socket);
-    if (!client.ok()) {
-      ++errors;
-      return note("connect: " + client.status().to_string());
-    }
-    auto ns = (*client)->namespace_info(1).value();
-    auto q = (*client)->create_queue(4).value();
-    auto* buf = static_cast<std::byte*>((*client)->buf_alloc(kBlock));
-    std::vector<std::byte> expect(kBlock);
-    std::mt19937_64 rng(7);
-    const std::uint64_t half = ns.blocks / 2;
-    for (std::uint64_t generation = 1; !stop.load(std::memory_order_relaxed); ++generation) {
-      const std::uint64_t lba = half + rng() % (ns.blocks - half);
-      for (std::size_t i = 0; i < kBlock / 8; ++i) {
-        const std::uint64_t w = lba * 0x9e3779b97f4a7c15ull ^ generation ^ i;
-        std::memcpy(buf + i * 8, &w, 8);
-      }
-      std::memcpy(expect.data(), buf, kBlock);
-      if (!one(*q, true, lba, buf)) continue;
-      std::memset(buf, 0, kBlock);
-      if (!one(*q, false, lba, buf)) continue;
-      if (std::memcmp(buf, expect.data(), kBlock) != 0) {
-        ++mismatches;
-        note(fmt::format("LBA {} generation {} read back different data", lba, generation));
-      }
-      ++verified;
-    }
-  }
-};
-
 TEST(ServiceTorture, AHostileClientNeitherTakesTheDaemonDownNorTouchesItsNeighbour) {
   const std::string socket = fmt::format("/tmp/nvmux-torture-{}.sock", ::getpid());
   // Two owners at most, both created before the baseline is taken: owners (a thread and its
@@ -138,7 +67,7 @@ TEST(ServiceTorture, AHostileClientNeitherTakesTheDaemonDownNorTouchesItsNeighbo
   } while (baseline.sessions != 1 && monotonic_ns() < settle);
   const std::size_t baseline_fds = open_fds(daemon.pid());
 
-  Verifier verifier;
+  test::VerifyingNeighbour verifier;
   std::thread neighbour([&] { verifier.run(socket); });
   // make test: 200 rounds of each attack and 2 * 10^5 descriptors (~25 s); NVMUX_STRESS_SCALE=5
   // gives the full counts (make bench runs it so).
