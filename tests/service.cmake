@@ -62,3 +62,10 @@ nvmux_gtest(service_crash_test SOURCES stress/service_crash_test.cpp DEPS nvmux_
 add_dependencies(service_crash_test nvmuxd)
 target_include_directories(service_crash_test PRIVATE ${PROJECT_SOURCE_DIR}/src/service)
 target_compile_definitions(service_crash_test PRIVATE NVMUXD_BINARY="$<TARGET_FILE:nvmuxd>")
+
+# Device faults (emu's injector through the admin socket) under the daemon.
+nvmux_gtest(service_fault_test SOURCES integration/service_fault_test.cpp DEPS nvmux_client nvmux_rpc
+            LABELS integration TIMEOUT 120)
+add_dependencies(service_fault_test nvmuxd)
+target_include_directories(service_fault_test PRIVATE ${PROJECT_SOURCE_DIR}/src/service)
+target_compile_definitions(service_fault_test PRIVATE NVMUXD_BINARY="$<TARGET_FILE:nvmuxd>")

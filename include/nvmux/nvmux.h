@@ -9,7 +9,9 @@
  * Errors: -ENOTCONN the daemon is not running or died (in-flight requests complete with
  * -ECANCELED); -EACCES refused by the daemon's policy; -EAGAIN the queue is full (poll, retry);
  * -EINVAL a bad argument, or a buffer not from nvmux_buf_alloc; -ERANGE an LBA range beyond the
- * namespace; -ENOENT no such namespace. nvmux_strerror() names each. */
+ * namespace; -ENOENT no such namespace. A completion's status may also be -EIO (a device error,
+ * nvme_status says which), -ETIMEDOUT (the device did not answer in time) or -ECANCELED (also when
+ * the daemon reset the queue pair after a device fault). nvmux_strerror() names each. */
 #ifndef NVMUX_NVMUX_H
 #define NVMUX_NVMUX_H
 

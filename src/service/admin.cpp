@@ -13,6 +13,7 @@
 #include "daemon.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
+#include "nvmux/nvme/emu.hpp"
 
 #ifndef NVMUX_VERSION
 #define NVMUX_VERSION "unknown"
@@ -55,6 +56,7 @@ json qpair_json(const OwnerStats& o) {
   return {{"index", o.index},
           {"thread", o.thread},
           {"core", o.core},
+          {"qid", o.qid},
           {"client_queues", o.queues},
           {"in_flight", o.in_flight},
           {"submitted", q.submitted},
@@ -286,6 +288,47 @@ void Daemon::add_rpc_methods() {
            });
   rpc_.add("metrics_get", "the counters in Prometheus' text format (a string)",
            [this](const json&) -> rpc::Reply { return metrics_text(); });
+  // Fault injection, emu backend only (as SPDK's bdev_error_inject_error): for tests and drills.
+  rpc_.add("emu_inject_fault",
+           "emu only. params: kind (status|delay|drop|duplicate|bad_cid), qid (default: every I/O queue), opcode, "
+           "skip, count (0: every one), sct, sc, dnr, delay_us",
+           [this](const json& params) -> rpc::Reply {
+             auto* emu = dynamic_cast<nvme::EmuController*>(controller_.get());
+             if (emu == nullptr) return Error{-ENOTSUP, "fault injection needs --backend emu"};
+             static const std::map<std::string, nvme::FaultRule::Kind> kinds = {
+                 {"status", nvme::FaultRule::Kind::kStatus},
+                 {"delay", nvme::FaultRule::Kind::kDelay},
+                 {"drop", nvme::FaultRule::Kind::kDrop},
+                 {"duplicate", nvme::FaultRule::Kind::kDuplicate},
+                 {"bad_cid", nvme::FaultRule::Kind::kBadCid}};
+             const std::string kind = params.value("kind", std::string());
+             auto k = kinds.find(kind);
+             if (k == kinds.end()) {
+               return Error{rpc::kInvalidParams,
+                            fmt::format("kind '{}': one of status, delay, drop, duplicate, bad_cid", kind)};
+             }
+             nvme::FaultRule rule;
+             rule.kind = k->second;
+             rule.qid = params.value("qid", nvme::FaultRule::kAnyIoQueue);
+             rule.opcode = params.value("opcode", nvme::FaultRule::kAnyOpcode);
+             rule.skip = params.value("skip", 0u);
+             rule.count = params.value("count", 1u);
+             rule.status =
+                 nvme::make_status(static_cast<nvme::StatusCodeType>(params.value("sct", 0u) & 7),
+                                   static_cast<std::uint8_t>(params.value("sc", 6u)), params.value("dnr", false));
+             rule.delay_us = params.value("delay_us", std::uint64_t{0});
+             if (rule.qid == 0)
+               return Error{rpc::kInvalidParams, "qid 0 is the admin queue; faults are for I/O queues"};
+             emu->inject_fault(rule);
+             NVMUX_LOG_WARN("admin socket: emu fault injected: {} on qid {} (count {})", kind, rule.qid, rule.count);
+             return true;
+           });
+  rpc_.add("emu_clear_faults", "emu only: removes every injected fault", [this](const json&) -> rpc::Reply {
+    auto* emu = dynamic_cast<nvme::EmuController*>(controller_.get());
+    if (emu == nullptr) return Error{-ENOTSUP, "fault injection needs --backend emu"};
+    emu->clear_faults();
+    return true;
+  });
   rpc_.add("rpc_get_methods", "every method with its help", [this](const json&) -> rpc::Reply {
     json out = json::object();
     for (const auto& [name, help] : rpc_.methods()) out[name] = help;

@@ -114,6 +114,7 @@ Result<OwnerStats> Owner::stats() {
   out.in_flight = in_flight();
   NVMUX_RETURN_IF_ERROR(run_on(*thread_, [this, &out]() -> Status {
     out.queues = static_cast<std::uint32_t>(queues_.size());
+    out.qid = qpair_->qid();
     out.qpair = qpair_->stats();
     return {};
   }));

@@ -59,6 +59,7 @@ struct OwnerStats {
   std::uint32_t index = 0;
   std::string thread;
   int core = -1;
+  std::uint16_t qid = 0;     // the backend queue pair's NVMe queue id
   std::uint32_t queues = 0;  // client queues attached
   std::uint64_t in_flight = 0;
   nvme::QueuePairStats qpair;

@@ -22,7 +22,8 @@
 //   kCorruption       the daemon's session memory did not validate (-EBADMSG)
 // A completion's status is 0 or a negative errno: -EIO (device error; nvme_status has SCT/SC),
 // -ETIMEDOUT, -EACCES (the policy refused that request), -EINVAL/-ERANGE (the daemon refused the
-// descriptor), -ECANCELED (the daemon died or the queue was destroyed with it in flight).
+// descriptor), -ECANCELED (the daemon died, the queue was destroyed, or the daemon reset the
+// backend queue pair after a device fault, with the request in flight).
 
 #include <cstdint>
 #include <map>
