@@ -69,3 +69,9 @@ nvmux_gtest(service_fault_test SOURCES integration/service_fault_test.cpp DEPS n
 add_dependencies(service_fault_test nvmuxd)
 target_include_directories(service_fault_test PRIVATE ${PROJECT_SOURCE_DIR}/src/service)
 target_compile_definitions(service_fault_test PRIVATE NVMUXD_BINARY="$<TARGET_FILE:nvmuxd>")
+
+# packaging/nvmuxd.service: systemd-analyze verify, and the arguments it passes parse.
+add_test(NAME nvmuxd_systemd_unit COMMAND ${PROJECT_SOURCE_DIR}/tests/integration/systemd_unit_test.sh
+                                          ${PROJECT_SOURCE_DIR} $<TARGET_FILE:nvmuxd>)
+set_tests_properties(nvmuxd_systemd_unit PROPERTIES LABELS integration
+                     PASS_REGULAR_EXPRESSION "nvmuxd.service verified|SKIP: systemd-analyze")
