@@ -73,5 +73,13 @@ target_compile_definitions(service_fault_test PRIVATE NVMUXD_BINARY="$<TARGET_FI
 # packaging/nvmuxd.service: systemd-analyze verify, and the arguments it passes parse.
 add_test(NAME nvmuxd_systemd_unit COMMAND ${PROJECT_SOURCE_DIR}/tests/integration/systemd_unit_test.sh
                                           ${PROJECT_SOURCE_DIR} $<TARGET_FILE:nvmuxd>)
-set_tests_properties(nvmuxd_systemd_unit PROPERTIES LABELS integration
-                     PASS_REGULAR_EXPRESSION "nvmuxd.service verified|SKIP: systemd-analyze")
+set_tests_properties(nvmuxd_systemd_unit PROPERTIES LABELS integration SKIP_RETURN_CODE 77
+                     PASS_REGULAR_EXPRESSION "nvmuxd.service verified")
+
+# nvmux-top in a real terminal (tmux), and --once without a daemon.
+add_test(NAME nvmux_top_in_tmux COMMAND ${PROJECT_SOURCE_DIR}/tests/integration/nvmux_top_test.sh
+                                        $<TARGET_FILE:nvmuxd> $<TARGET_FILE:nvmux-top> $<TARGET_FILE:nvmux-verify>)
+set_tests_properties(nvmux_top_in_tmux PROPERTIES LABELS integration TIMEOUT 120 SKIP_RETURN_CODE 77
+                     PASS_REGULAR_EXPRESSION "every view shown, quit with q")
+add_test(NAME nvmux_top_without_daemon COMMAND nvmux-top --socket /tmp/nvmux-test-no-daemon.sock --once)
+set_tests_properties(nvmux_top_without_daemon PROPERTIES LABELS integration WILL_FAIL TRUE)

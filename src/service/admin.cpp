@@ -228,17 +228,24 @@ void Daemon::add_rpc_methods() {
     }
     return list;
   });
-  rpc_.add("session_get_list", "open sessions: id, pid, uid, gid, queues, in flight, I/Os, errors",
+  rpc_.add("session_get_list",
+           "open sessions: id, pid, uid, gid, queues, in flight, I/Os, errors, reads and writes with their bytes",
            [this](const json&) -> rpc::Reply {
              json list = json::array();
              for (const auto& [id, s] : sessions_) {
                std::uint64_t submitted = 0, completed = 0, refused = 0, errors = 0;
+               std::uint64_t reads = 0, writes = 0, bytes_read = 0, bytes_written = 0;
                for (const QueueSlot& q : s->queues) {
                  if (q.queue == nullptr) continue;
-                 submitted += q.queue->counters.submitted.load(std::memory_order_relaxed);
-                 completed += q.queue->counters.completed.load(std::memory_order_relaxed);
-                 refused += q.queue->counters.refused.load(std::memory_order_relaxed);
-                 errors += q.queue->counters.errors.load(std::memory_order_relaxed);
+                 const QueueCounters& c = q.queue->counters;  // each has one writer: relaxed reads
+                 submitted += c.submitted.load(std::memory_order_relaxed);
+                 completed += c.completed.load(std::memory_order_relaxed);
+                 refused += c.refused.load(std::memory_order_relaxed);
+                 errors += c.errors.load(std::memory_order_relaxed);
+                 reads += c.reads.load(std::memory_order_relaxed);
+                 writes += c.writes.load(std::memory_order_relaxed);
+                 bytes_read += c.bytes_read.load(std::memory_order_relaxed);
+                 bytes_written += c.bytes_written.load(std::memory_order_relaxed);
                }
                const std::uint64_t accepted = submitted + refused;
                list.push_back({{"id", id},
@@ -251,6 +258,10 @@ void Daemon::add_rpc_methods() {
                                {"ios", completed},
                                {"errors", errors},
                                {"refused", refused},
+                               {"reads", reads},
+                               {"writes", writes},
+                               {"bytes_read", bytes_read},
+                               {"bytes_written", bytes_written},
                                {"arena_bytes", s->memory.size()}});
              }
              return list;

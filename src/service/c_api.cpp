@@ -139,7 +139,8 @@ const char* nvmux_strerror(int err) {
   switch (-err) {
     case 0: return "success";
     case ENOTCONN: return "nvmuxd is not running or hung up (ENOTCONN)";
-    case ECANCELED: return "cancelled: nvmuxd reset its queue pair, the queue was destroyed, or nvmuxd died (ECANCELED)";
+    case ECANCELED:
+      return "cancelled: nvmuxd reset its queue pair, the queue was destroyed, or nvmuxd died (ECANCELED)";
     case EACCES: return "refused by nvmuxd's policy (EACCES)";
     case EAGAIN: return "queue full: poll for completions, then retry (EAGAIN)";
     case EINVAL: return "invalid argument, or a buffer not from nvmux_buf_alloc (EINVAL)";

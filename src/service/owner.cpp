@@ -232,6 +232,8 @@ void Owner::handle(ServiceQueue& q, const IoDescriptor& d) {
   auto op = static_cast<IoOpcode>(d.opcode);
   const nvme::NamespaceInfo& ns = q.namespaces[d.nsid - 1];  // accepted: nsid names a namespace
   nvme::IoVec data{q.arena_iova + d.arena_offset, d.blocks * ns.block_size};
+  r->opcode = op;
+  r->bytes = data.bytes;
   switch (op) {
     case IoOpcode::kRead: s = qpair_->read(d.nsid, d.lba, d.blocks, data, &Owner::on_complete, r); break;
     case IoOpcode::kWrite: s = qpair_->write(d.nsid, d.lba, d.blocks, data, &Owner::on_complete, r); break;
@@ -259,6 +261,13 @@ void Owner::on_complete(void* ctx, const nvme::IoCompletion& c) {
   single_writer_add(o->in_flight_, static_cast<std::uint64_t>(-1));  // wraps: minus one
   std::uint16_t nvme_status =
       c.status.code() == StatusCode::kIoError ? static_cast<std::uint16_t>((c.cqe.sct() << 8) | c.cqe.sc()) : 0;
+  if (c.status.ok() && r->opcode == IoOpcode::kRead) {
+    single_writer_add(q.counters.reads);
+    single_writer_add(q.counters.bytes_read, r->bytes);
+  } else if (c.status.ok() && r->opcode == IoOpcode::kWrite) {
+    single_writer_add(q.counters.writes);
+    single_writer_add(q.counters.bytes_written, r->bytes);
+  }
   o->post(q, r->tag, nvme_status_to_errno(c), nvme_status, c.cqe.cdw0);
   o->free_requests_.push_back(r);
 }

@@ -33,6 +33,10 @@ struct QueueCounters {
   std::atomic<std::uint64_t> completed{0};
   std::atomic<std::uint64_t> refused{0};  // descriptors answered with an error without reaching the device
   std::atomic<std::uint64_t> errors{0};   // completions with a non-zero status
+  std::atomic<std::uint64_t> reads{0};    // successful reads, and their bytes
+  std::atomic<std::uint64_t> bytes_read{0};
+  std::atomic<std::uint64_t> writes{0};  // successful writes, and their bytes
+  std::atomic<std::uint64_t> bytes_written{0};
 };
 
 // The daemon's side of one client queue.
@@ -113,6 +117,8 @@ class Owner {
     Owner* owner = nullptr;
     ServiceQueue* queue = nullptr;
     std::uint64_t tag = 0;
+    IoOpcode opcode = IoOpcode::kRead;
+    std::uint32_t bytes = 0;  // data moved by a read or a write
     nvme::DsmRange range{};
   };
 

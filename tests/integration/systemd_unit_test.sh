@@ -6,8 +6,8 @@ set -euo pipefail
 src=$1
 nvmuxd=$2
 if ! command -v systemd-analyze >/dev/null; then
-  echo "SKIP: systemd-analyze is not installed"
-  exit 0
+  echo "SKIP: systemd-analyze is not installed (package systemd)"
+  exit 77
 fi
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
