@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <thread>
 
@@ -624,6 +625,74 @@ TEST_F(ServicePolicy, ReadOnlyAndLbaRangeGrantsAreEnforcedByTheDaemon) {
   auto* two = static_cast<std::byte*>(client->buf_alloc(2 * kBlock));
   EXPECT_EQ(run(*q, [&](Done* d) { return q->read(2, 199, 2, two, Done::cb, d); }).status, -EACCES);  // crosses the end
   EXPECT_EQ(run(*q, [&](Done* d) { return q->read(2, 200, 1, buf, Done::cb, d); }).status, -EACCES);
+}
+
+// The same grants for real other users: children that setresuid to uids the policy names (or
+// does not) before connecting, so SO_PEERCRED carries their uid. Root runs the daemon and checks
+// the data afterwards.
+TEST_F(ServicePolicy, RealOtherUidsGetOnlyWhatThePolicyGrants) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to become other uids";
+  constexpr uid_t kReader = 65534, kStranger = 65533;
+  start_with(fmt::format(R"({{"clients": [{{"uid": 0}}, {{"uid": {}, "namespaces": [
+      {{"nsid": 1, "access": "ro"}}, {{"nsid": 2, "access": "rw", "lba_ranges": [[100, 199]]}}]}}]}})",
+                         kReader));
+  // Runs `body` as `uid` in a child; its exit code is the number of failed expectations (or 100+
+  // for a set-up failure).
+  auto as_uid = [&](uid_t uid, const std::function<int()>& body) {
+    pid_t child = fork();
+    if (child == 0) {
+      if (setresgid(uid, uid, uid) != 0 || setresuid(uid, uid, uid) != 0) _exit(100);
+      _exit(body());
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 200;
+  };
+  EXPECT_EQ(as_uid(kStranger,
+                   [&] {
+                     auto c = Client::connect(socket_);
+                     return c.status().code() == StatusCode::kPermissionDenied &&
+                                    c.status().message().find("uid 65533") != std::string::npos
+                                ? 0
+                                : 1;
+                   }),
+            0)
+      << "a uid the policy does not name was not refused";
+  EXPECT_EQ(as_uid(kReader,
+                   [&] {
+                     auto c = Client::connect(socket_);
+                     if (!c.ok()) return 101;
+                     auto q = (*c)->create_queue(4);
+                     if (!q.ok()) return 102;
+                     auto* buf = static_cast<std::byte*>((*c)->buf_alloc(kBlock));
+                     std::memset(buf, 0x5a, kBlock);
+                     auto one = [&](auto submit) {
+                       Done d;
+                       if (!submit(&d).ok() || !wait_done(**q, d)) return 1;
+                       return d.cpl.status;
+                     };
+                     int failed = 0;
+                     failed += one([&](Done* d) { return (*q)->write(1, 7, 1, buf, Done::cb, d); }) != -EACCES;
+                     failed += one([&](Done* d) { return (*q)->write_zeroes(1, 7, 1, Done::cb, d); }) != -EACCES;
+                     failed += one([&](Done* d) { return (*q)->deallocate(1, 7, 1, Done::cb, d); }) != -EACCES;
+                     failed += one([&](Done* d) { return (*q)->read(1, 7, 1, buf, Done::cb, d); }) != 0;
+                     std::memset(buf, 0x5a, kBlock);  // the read above brought zeros
+                     failed += one([&](Done* d) { return (*q)->write(2, 150, 1, buf, Done::cb, d); }) != 0;
+                     failed += one([&](Done* d) { return (*q)->write(2, 200, 1, buf, Done::cb, d); }) != -EACCES;
+                     failed += one([&](Done* d) { return (*q)->read(2, 99, 1, buf, Done::cb, d); }) != -EACCES;
+                     return failed;
+                   }),
+            0)
+      << "uid 65534's grant was not enforced";
+  // Root's view afterwards: the read-only block is untouched, the granted one was written.
+  auto root = connect();
+  ASSERT_TRUE(root);
+  auto q = root->create_queue(4).value();
+  auto* buf = static_cast<std::byte*>(root->buf_alloc(kBlock));
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->read(1, 7, 1, buf, Done::cb, d); }).status, 0);
+  for (std::size_t i = 0; i < kBlock; ++i) ASSERT_EQ(buf[i], std::byte{0}) << "a refused write changed the data";
+  EXPECT_EQ(run(*q, [&](Done* d) { return q->read(2, 150, 1, buf, Done::cb, d); }).status, 0);
+  EXPECT_EQ(buf[0], std::byte{0x5a});
 }
 
 TEST_F(ServicePolicy, ABadPolicyFileStopsTheDaemonWithItsReason) {
