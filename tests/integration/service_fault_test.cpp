@@ -131,6 +131,29 @@ TEST_F(ServiceFaults, ACompletionForNoCommandResetsOnlyThatQueuePair) {
   EXPECT_EQ(qpairs[1]["device_errors"], 0);
 }
 
+TEST_F(ServiceFaults, ADelayedCompletionUnderTheTimeoutIsJustLate) {
+  inject({{"kind", "delay"}, {"delay_us", 50'000}});
+  const std::uint64_t t0 = monotonic_ns();
+  EXPECT_EQ(read(*fq_, fbuf_, 5).status, 0);
+  EXPECT_GE(monotonic_ns() - t0, 45'000'000u);
+  healthy_reads(10);
+}
+
+TEST_F(ServiceFaults, ADuplicatedCompletionNeverCompletesARequestTwice) {
+  inject({{"kind", "duplicate"}});
+  EXPECT_EQ(read(*fq_, fbuf_, 6).status, 0);  // the first copy completes it
+  healthy_reads(20);
+  // The second copy maps to no outstanding command: the queue pair treats it as a broken device
+  // and is reset; the client is served again, and the other queue pair never noticed.
+  nvmux_cpl again{};
+  for (std::uint64_t t0 = monotonic_ns(); monotonic_ns() - t0 < 5'000'000'000ull;) {
+    again = read(*fq_, fbuf_, 6);
+    if (again.status == 0) break;
+  }
+  EXPECT_EQ(again.status, 0);
+  EXPECT_EQ(call("qpair_get_stats")["result"][1]["aborted"], 0);
+}
+
 TEST_F(ServiceFaults, FaultInjectionIsRefusedWithBadParameters) {
   json r = call("emu_inject_fault", {{"kind", "melt"}});
   EXPECT_EQ(r["error"]["code"], rpc::kInvalidParams);
