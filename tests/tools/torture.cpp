@@ -35,7 +35,7 @@ constexpr std::size_t kHostileArenaBytes = std::size_t{1} << 20;  // small: garb
 constexpr int kReplyTimeoutMs = 2000;
 constexpr std::size_t kMaxFailures = 20;
 constexpr int kUnreadSettleMs = 10;  // time for the daemon to fill a CQ nobody reads (~1 ms needed)
-constexpr int kFdsAtOnce = 200;  // below the kernel's SCM_MAX_FD (253)
+constexpr int kFdsAtOnce = 200;      // below the kernel's SCM_MAX_FD (253)
 
 std::uint64_t elapsed_ms(std::uint64_t since_ns) { return (monotonic_ns() - since_ns) / 1'000'000; }
 
