@@ -28,7 +28,8 @@ using nlohmann::json;
 enum class View { kSessions, kQpairs, kReactors, kLanes };
 enum class SortBy { kIops, kPid, kInFlight };
 
-struct Sample {
+// json members: a failed allocation while sampling ends the tool, which is what it should do.
+struct Sample {  // NOLINT(bugprone-exception-escape)
   json version, sessions, qpairs, runtime;
   std::uint64_t at_ns = 0;
 };

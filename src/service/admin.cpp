@@ -123,7 +123,7 @@ void Daemon::accept_rpc() {
       ::close(fd);
       continue;
     }
-    timeval tv{kRpcSendTimeoutMs / 1000, (kRpcSendTimeoutMs % 1000) * 1000};
+    timeval tv{kRpcSendTimeoutMs / 1000, static_cast<suseconds_t>(kRpcSendTimeoutMs % 1000) * 1000};
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);  // answers block (bounded by SO_SNDTIMEO)
     rpc_connections_.push_back(RpcConnection{fd, {}});
