@@ -176,6 +176,10 @@ TEST(ServiceCrash, ADaemonKilledMidIoLosesNoFlushedWrite) {
   constexpr std::uint32_t kDepth = 16;
   const std::string socket = fmt::format("/tmp/nvmux-crash-d-{}.sock", ::getpid());
   const std::string image = (std::filesystem::current_path() / fmt::format("crash-{}.img", ::getpid())).string();
+  struct RemoveAtEnd {  // on every way out, a failed assertion included
+    std::string path;
+    ~RemoveAtEnd() { std::filesystem::remove(path); }
+  } remove_at_end{image};
   const std::vector<std::string> args{"--backend", "uring", "--ns",        "file:" + image + ",size=16M",
                                       "--cores",   "0",     "--log-level", "error"};
   std::vector<std::uint64_t> durable(kLbas, 0), submitted(kLbas, 0);
@@ -282,7 +286,6 @@ TEST(ServiceCrash, ADaemonKilledMidIoLosesNoFlushedWrite) {
       static_cast<double>(worst_detect_ns) / 1e6);
   EXPECT_LT(worst_detect_ns, kSecondNs);
   EXPECT_GT(writes_durable, 0u);
-  std::filesystem::remove(image);
 }
 
 }  // namespace
