@@ -52,12 +52,21 @@ class NvmuxdProcess {
     }
     ready_ = output_.find("ready on") != std::string::npos;
   }
+  // Stops a daemon still running (SIGTERM, then SIGKILL after 5 s) and removes the socket files a
+  // killed one leaves behind, so tests leave nothing in /tmp or the build tree. Note: a later
+  // daemon on the same path must be started after this one is destroyed.
   ~NvmuxdProcess() {
-    if (pid_ > 0 && !reaped_) {
+    if (pid_ > 0 && !reaped_ && stop(SIGTERM, 5000) == -1) {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
     }
     if (stdout_ >= 0) close(stdout_);
+    if (pid_ > 0 && ready_) {  // only a daemon that became ready owned the socket files
+      ::unlink(socket_.c_str());
+      const std::string suffix = ".sock";
+      const bool sock = socket_.size() > suffix.size() && socket_.ends_with(suffix);
+      ::unlink((sock ? socket_.substr(0, socket_.size() - suffix.size()) + ".rpc.sock" : socket_ + ".rpc").c_str());
+    }
   }
   NvmuxdProcess(const NvmuxdProcess&) = delete;
   NvmuxdProcess& operator=(const NvmuxdProcess&) = delete;
