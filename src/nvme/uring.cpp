@@ -691,15 +691,16 @@ Result<std::uint64_t> UringController::size_regular_file(std::size_t i, const Ur
   struct stat sb {};
   if (::fstat(opened.fd, &sb) != 0) return Status::from_errno(errno, "fstat " + spec.path);
   auto size = static_cast<std::uint64_t>(sb.st_size);
-  if (spec.bytes > size) {
-    // New (or too short): give it its full size now so reads never run past the end.
-    if (::ftruncate(opened.fd, static_cast<off_t>(spec.bytes)) != 0) {
-      return Status::from_errno(errno,
-                                fmt::format("namespace {}: ftruncate {} to {} bytes", i + 1, spec.path, spec.bytes));
+  if (spec.bytes != 0) size = spec.bytes;
+  // Allocate the space now (growing a new or short file to its size): a filesystem without room
+  // is an error here, not a stream of failed writes later. posix_fallocate returns the error.
+  int rc = size == 0 ? 0 : ::posix_fallocate(opened.fd, 0, static_cast<off_t>(size));
+  if (rc != 0) {
+    if (rc == ENOSPC || rc == EDQUOT) {
+      return Status::from_errno(
+          rc, fmt::format("namespace {}: {}: no room for its {} bytes on the filesystem", i + 1, spec.path, size));
     }
-    size = spec.bytes;
-  } else if (spec.bytes != 0) {
-    size = spec.bytes;
+    return Status::from_errno(rc, fmt::format("namespace {}: allocating {} bytes for {}", i + 1, size, spec.path));
   }
   struct statx sx {};
   if (options_.direct && ::statx(opened.fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
