@@ -575,6 +575,10 @@ UringController::~UringController() {
 Result<std::unique_ptr<UringController>> UringController::create(UringOptions options) {
   if (options.namespaces.empty())
     return Status::error(StatusCode::kInvalidArgument, "uring controller without namespaces");
+  if (options.namespaces.size() > kMaxNamespaces) {
+    return Status::error(StatusCode::kInvalidArgument, "{} namespaces: a controller holds at most {}",
+                         options.namespaces.size(), kMaxNamespaces);
+  }
   if (options.max_queue_entries < 2 || options.max_queue_entries > kMaxQueueEntriesSpec) {
     return Status::error(StatusCode::kInvalidArgument, "max_queue_entries {} outside [2, {}]",
                          options.max_queue_entries, kMaxQueueEntriesSpec);
@@ -628,6 +632,12 @@ Status UringController::open_namespaces() {
       return Status::error(StatusCode::kInvalidArgument,
                            "namespace {}: block size {} is smaller than the {}-byte O_DIRECT alignment of {}", i + 1,
                            spec.block_size, opened.direct_align, spec.path);
+    }
+    if (*size % spec.block_size != 0) {
+      return Status::error(StatusCode::kInvalidArgument,
+                           "namespace {}: {} holds {} bytes, not a multiple of its {}-byte blocks; give size=N to use "
+                           "a part of it",
+                           i + 1, spec.path, *size, spec.block_size);
     }
     opened.blocks = *size / spec.block_size;
     if (opened.blocks == 0) {
