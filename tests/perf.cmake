@@ -16,3 +16,11 @@ set_tests_properties(nvmux_perf_smoke_emu nvmux_perf_smoke_uring PROPERTIES LABE
                      PASS_REGULAR_EXPRESSION "0 mismatching blocks")
 set_tests_properties(nvmux_perf_rejects_bad_input PROPERTIES LABELS integration
                      PASS_REGULAR_EXPRESSION "size 'banana' is not a number")
+
+# Both tools against a table of bad inputs: exit code, message, time bound, nothing left behind.
+if(TARGET nvmux-msgbench)
+  add_test(NAME cli_bad_input_test
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/cli_bad_input_test.sh ${perf}
+                   $<TARGET_FILE:nvmux-msgbench>)
+  set_tests_properties(cli_bad_input_test PROPERTIES LABELS integration TIMEOUT 600 RUN_SERIAL TRUE)
+endif()

@@ -4,15 +4,17 @@
 //   nvmux-msgbench [--modes spdk,lanes,...] [--producers 1,2,4,8,16,64] [--consumers 1,2]
 //                  [--duration SECONDS] [--work-ns NS] [--json FILE] [--svg FILE] [--list-modes]
 //
-// Exit status: 0 done (also when a point stalled: that is a result), 1 a point failed to run,
-// 2 bad arguments or a mode not built.
+// Exit status: 0 done (also when a point stalled: that is a result), 1 a point failed to run or
+// a --json/--svg file could not be written, 2 bad arguments or a mode not built.
 
 #include <CLI/CLI.hpp>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
 
 #include "msgbench.hpp"
 #include "nvmux/common/log.hpp"
@@ -21,15 +23,32 @@ namespace mb = nvmux::msgbench;
 
 namespace {
 
-bool write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-  out.close();
-  if (!out) {
-    std::fprintf(stderr, "nvmux-msgbench: cannot write %s\n", path.c_str());
-    return false;
+constexpr std::uint64_t kMaxWorkNs = 1'000'000;  // --work-ns: a millisecond of work per message
+
+// Writes text to path, checking every write and the close; an error names the flag, the path and
+// the reason.
+bool write_file(const char* flag, const std::string& path, const std::string& text) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  bool ok = f != nullptr && std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0;
+  int err = errno;
+  if (f != nullptr && std::fclose(f) != 0 && ok) {
+    ok = false;
+    err = errno;
   }
-  return true;
+  if (!ok) std::fprintf(stderr, "nvmux-msgbench: %s: cannot write %s: %s\n", flag, path.c_str(), std::strerror(err));
+  return ok;
+}
+
+// An output file must be in an existing directory and not be one: checked before the sweep runs.
+bool output_path_usable(const char* flag, const std::string& path) {
+  struct stat sb {};
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const char* why = ::stat(path.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode)   ? "is a directory"
+                    : ::stat(dir.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode) ? "is in a directory that does not exist"
+                                                                            : nullptr;
+  if (why != nullptr) std::fprintf(stderr, "nvmux-msgbench: %s %s: %s\n", flag, path.c_str(), why);
+  return why == nullptr;
 }
 
 }  // namespace
@@ -37,28 +56,47 @@ bool write_file(const std::string& path, const std::string& text) {
 // An exception escaping main ends the tool with its what() on stderr, which is what a CLI wants.
 int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   nvmux::init_logging("warn");
-  CLI::App app{
-      "nvmux-msgbench: cross-thread message passing, side by side (SPDK/DPDK, mutex, moodycamel, nvmux lanes)"};
+  CLI::App app{"nvmux-msgbench: cross-thread message passing, side by side (SPDK/DPDK, mutex, moodycamel, nvmux lanes)",
+               "nvmux-msgbench"};
+  app.footer(
+      "Exit status: 0 done (a stalled point is a result); 1 a point failed to run or an output file could not "
+      "be written; 2 bad usage.");
   mb::SweepOptions options;
   options.modes = mb::built_modes();
   std::string json_path, svg_path;
   bool list = false, quiet = false;
   app.add_option("--modes", options.modes, "comma list of modes (default: every built mode)")->delimiter(',');
-  app.add_option("--producers", options.producers, "comma list of producer counts")
+  app.add_option("--producers", options.producers, "comma list of producer counts, each 1..1024")
       ->delimiter(',')
-      ->check(CLI::Range(1, 1024));
-  app.add_option("--consumers", options.consumers, "comma list of consumer counts")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--consumers", options.consumers, "comma list of consumer counts, each 1..64")
       ->delimiter(',')
-      ->check(CLI::Range(1, 64));
-  app.add_option("--duration", options.point.duration_s, "measured seconds per point")->check(CLI::Range(0.01, 3600.0));
-  app.add_option("--work-ns", options.point.work_ns, "busy work in each message handler, ns");
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--duration", options.point.duration_s, "measured seconds per point, 0.01..3600")
+      ->check(CLI::Range(0.01, 3600.0))
+      ->capture_default_str();
+  // A string first: CLI11 would wrap "-1" into 2^64 - 1 for an unsigned option.
+  std::string work_ns = "0";
+  app.add_option("--work-ns", work_ns, fmt::format("busy work in each message handler, 0..{} ns", kMaxWorkNs))
+      ->check(CLI::Range(std::uint64_t{0}, kMaxWorkNs))
+      ->capture_default_str();
   app.add_option("--lane-capacity", options.point.lane_capacity,
                  "lanes modes: slots per lane, a power of two (default: the runtime's, 1024)");
   app.add_option("--json", json_path, "write the results as JSON to FILE");
   app.add_option("--svg", svg_path, "write a throughput chart (SVG) to FILE");
   app.add_flag("--list-modes", list, "list the modes and whether each is built, then exit");
-  app.add_flag("--quiet", quiet, "no progress line");
-  CLI11_PARSE(app, argc, argv);
+  app.add_flag("--quiet", quiet, "no progress line on stderr (it is drawn only on a terminal anyway)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {  // CLI11's own exit codes (104, 105, 109, ...) are not ours
+    std::fprintf(stderr, "nvmux-msgbench: %s\nRun with --help for more information.\n", e.what());
+    return 2;
+  }
+  options.point.work_ns = std::stoull(work_ns);  // the range check above passed: digits only
 
   if (list) {
     for (const auto& m : mb::mode_catalog()) {
@@ -69,6 +107,14 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   }
   if (auto s = mb::check_modes(options.modes); !s.ok()) {
     std::fprintf(stderr, "nvmux-msgbench: %s\n", s.message().c_str());
+    return 2;
+  }
+  if (auto s = mb::check_sweep(options); !s.ok()) {
+    std::fprintf(stderr, "nvmux-msgbench: %s\n", s.message().c_str());
+    return 2;
+  }
+  if ((!json_path.empty() && !output_path_usable("--json", json_path)) ||
+      (!svg_path.empty() && !output_path_usable("--svg", svg_path))) {
     return 2;
   }
   for (const auto& m : mb::mode_catalog()) {
@@ -109,11 +155,11 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   std::printf("%s", mb::format_table(*report).c_str());
   bool ok = true;
   if (!json_path.empty()) {
-    ok = write_file(json_path, mb::to_json(*report).dump(2) + "\n") && ok;
+    ok = write_file("--json", json_path, mb::to_json(*report).dump(2) + "\n") && ok;
     if (ok) std::printf("\nwrote %s\n", json_path.c_str());
   }
   if (!svg_path.empty()) {
-    ok = write_file(svg_path, mb::render_svg(*report)) && ok;
+    ok = write_file("--svg", svg_path, mb::render_svg(*report)) && ok;
     if (ok) std::printf("wrote %s\n", svg_path.c_str());
   }
   return ok ? 0 : 1;

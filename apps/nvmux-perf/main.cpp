@@ -5,21 +5,105 @@
 //   nvmux-perf --backend uring --ns file:/data/ns1.img,size=1G -q 1 -w randread -t 5 -L
 //   nvmux-perf --ns ram:size=256M -w randrw -M 70 --qpairs 2 --cores 0,1 --verify --json out.json
 //   nvmux-perf --backend service --socket /tmp/nvmuxd.sock -w randrw --verify --partition 0/4
+//
+// Exit status: 0 the run completed without errors; 1 the run found errors (I/O errors, verify
+// mismatches, no I/O completed) or could not run (the device, the daemon, the --json file);
+// 2 bad usage (a flag, a value or a namespace that cannot be used as given); 128 + N when signal
+// N (SIGINT, SIGTERM) ended the run early: its partial results are printed and written first.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
 
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
 #include "nvmux/common/partition.hpp"
+#include "nvmux/nvme/emu.hpp"
+#include "nvmux/nvme/uring.hpp"
 #include "perf_engine.hpp"
+
+namespace {
+
+constexpr int kExitErrors = 1;
+constexpr int kExitUsage = 2;
+
+std::atomic<int> g_signal{0};  // the first SIGINT/SIGTERM; the run polls it
+
+void on_signal(int signo) { g_signal.store(signo, std::memory_order_relaxed); }  // async-signal-safe: lock-free
+
+// SIGINT and SIGTERM end the run early with its partial results; a second one kills at once
+// (SA_RESETHAND restores the default action).
+void catch_stop_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+int fail(const nvmux::Status& s) {
+  std::fprintf(stderr, "nvmux-perf: %s\n", s.to_string().c_str());
+  return s.code() == nvmux::StatusCode::kInvalidArgument ? kExitUsage : kExitErrors;
+}
+
+nvmux::Status usage_error(const std::string& message) {
+  return nvmux::Status(nvmux::StatusCode::kInvalidArgument, message);
+}
+
+// --json PATH must be a file in an existing directory; checked before the run so a typo does not
+// cost the whole run.
+nvmux::Status check_json_path(const std::string& path) {
+  struct stat sb {};
+  if (::stat(path.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode)) return usage_error("--json " + path + ": a directory");
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  if (::stat(dir.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+    return usage_error(fmt::format("--json {}: directory {} does not exist", path, dir));
+  }
+  return {};
+}
+
+// Writes text to path, checking every write and the close. Errors name the path and the reason.
+nvmux::Status write_file(const std::string& path, const std::string& text) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return nvmux::Status::from_errno(errno, "--json: cannot open " + path);
+  const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0;
+  const int write_errno = errno;
+  if (std::fclose(f) != 0 || !written) {
+    return nvmux::Status::from_errno(written ? errno : write_errno, "--json: cannot write " + path);
+  }
+  return {};
+}
+
+// The file namespaces that do not exist yet: this run creates them, and removes them again if it
+// fails before doing any I/O.
+std::vector<std::string> files_to_create(const std::vector<nvmux::nvme::NamespaceArg>& namespaces) {
+  std::vector<std::string> paths;
+  struct stat sb {};
+  for (const auto& ns : namespaces) {
+    if (ns.kind == nvmux::nvme::NamespaceArg::Kind::kFile && ::stat(ns.path.c_str(), &sb) != 0) {
+      paths.push_back(ns.path);
+    }
+  }
+  return paths;
+}
+
+}  // namespace
 
 // An exception escaping main ends the tool with its what() on stderr, which is what a CLI wants.
 int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   nvmux::init_logging("warn");
-  CLI::App app{"nvmux-perf: drive NVMe queue pairs (emu or io_uring backend) with an spdk_nvme_perf-style workload"};
+  CLI::App app{"nvmux-perf: drive NVMe queue pairs (emu or io_uring backend) with an spdk_nvme_perf-style workload",
+               "nvmux-perf"};
+  app.footer(
+      "Exit status: 0 success; 1 the run found errors (I/O errors, verify mismatches, no I/O completed) or could "
+      "not run; 2 bad usage; 130 / 143 interrupted by SIGINT / SIGTERM (partial results printed first).");
   std::string backend = "emu", pattern = "randread", cores, json_path, emu_engine = "thread";
   std::vector<std::string> ns_args;
   nvmux::perf::PerfParams params;
@@ -40,47 +124,64 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_option("--ns", ns_args,
                  "namespace: ram:size=1G[,bs=4096] | null:size=1G | file:PATH[,size=1G][,bs=4096] | bdev:/dev/X "
                  "(repeatable; emu default ram:size=1G)");
-  app.add_option("-q,--queue-depth", params.queue_depth, "I/Os in flight per queue pair")->capture_default_str();
+  app.add_option("-q,--queue-depth", params.queue_depth,
+                 fmt::format("I/Os in flight per queue pair, 1..{} (emu), 1..{} (uring, service)",
+                             nvmux::nvme::EmuOptions{}.max_queue_entries - 1,
+                             nvmux::nvme::UringOptions{}.max_queue_entries - 1))
+      ->capture_default_str();
   app.add_option("--iodepth-low", params.iodepth_low,
                  "refill the queue only once at most this many I/Os are in flight (fio's iodepth_low; "
                  "default: refill at once)");
   app.add_option("-C,--max-completion-per-poll", params.max_completions_per_poll,
                  "completions handled (and slots refilled) per poll; 0: all the poll finds")
       ->capture_default_str();
-  app.add_option("-o,--io-size", params.io_bytes, "I/O size in bytes")->capture_default_str();
+  app.add_option("-o,--io-size", params.io_bytes, "I/O size in bytes: a multiple of 512, at most the device's limit")
+      ->capture_default_str();
   app.add_option("-w,--workload", pattern, "read|write|randread|randwrite|rw|randrw")->capture_default_str();
-  app.add_option("-M,--rwmixread", params.read_percent, "read percentage for rw/randrw (default 50)");
-  app.add_option("-t,--time", params.seconds, "seconds to run")->capture_default_str();
+  app.add_option("-M,--rwmixread", params.read_percent, "read percentage for rw/randrw, 0..100 (default 50)")
+      ->check(CLI::Range(0, 100));
+  app.add_option("-t,--time", params.seconds, fmt::format("seconds to run, (0, {}]", nvmux::perf::kMaxSeconds))
+      ->capture_default_str();
   app.add_flag("-L,--latency", params.latency_percentiles, "print latency percentiles (p50 .. p99.99)");
-  app.add_option("--qpairs", params.qpairs, "queue pairs, one owner thread each")->capture_default_str();
-  app.add_option("--cores", cores, "cores for the owner threads, e.g. 0 or 0,1 or 0-3 (round-robin)");
+  app.add_option("--qpairs", params.qpairs,
+                 fmt::format("queue pairs, one owner thread each, 1..{}", nvmux::perf::kMaxQpairs))
+      ->capture_default_str();
+  auto* cores_opt = app.add_option("--cores", cores, "cores for the owner threads, e.g. 0 or 0,1 or 0-3 (round-robin)");
   app.add_flag("--verify", params.verify, "stamp every written block and check every block read");
   app.add_option("--json", json_path, "write the results as JSON to this file");
   app.add_option("--seed", params.seed, "random seed")->capture_default_str();
   auto* engine_opt = app.add_option("--emu-engine", emu_engine, "emu device engine: thread (its own core) or inline")
                          ->capture_default_str();
-  auto* engine_core_opt =
-      app.add_option("--emu-engine-core", engine_core, "pin the emu device thread (default: the last core)");
+  auto* engine_core_opt = app.add_option("--emu-engine-core", engine_core,
+                                         "pin the emu device thread to this core (default: the last core)");
   auto* latency_opt =
-      app.add_option("--emu-latency-us", params.backend.emu_latency_us, "emu: fixed latency added to every I/O");
+      app.add_option("--emu-latency-us", params.backend.emu_latency_us,
+                     fmt::format("emu: fixed latency added to every I/O, 0..{} us", nvmux::perf::kMaxEmuLatencyUs));
   bool buffered = false;
   auto* buffered_opt = app.add_flag("--buffered", buffered, "uring: use the page cache instead of O_DIRECT");
   auto* sqpoll_opt =
       app.add_flag("--sqpoll", params.backend.uring_sqpoll, "uring: a kernel thread polls the submission queue");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {  // CLI11's own exit codes (104, 105, 109, ...) are not ours
+    std::fprintf(stderr, "nvmux-perf: %s\nRun with --help for more information.\n", e.what());
+    return kExitUsage;
+  }
 
-  auto fail = [](const nvmux::Status& s) {
-    std::fprintf(stderr, "nvmux-perf: %s\n", s.to_string().c_str());
-    return 2;
-  };
   params.service = backend == "service";
-  // Each option belongs to some backends; one given to another backend is a mistake worth naming.
-  for (const CLI::Option* opt : params.service ? std::vector<const CLI::Option*>{engine_opt, engine_core_opt,
-                                                                                 latency_opt, buffered_opt, sqpoll_opt}
-                                               : std::vector<const CLI::Option*>{socket_opt, nsid_opt, wait_opt}) {
-    if (opt->count() != 0) {
-      return fail(nvmux::Status::error(nvmux::StatusCode::kInvalidArgument, "{} does not apply to --backend {}",
-                                       opt->get_name(), backend));
+  // Each option belongs to one backend; one given to another backend is a mistake worth naming.
+  const std::vector<const CLI::Option*> emu_only{engine_opt, engine_core_opt, latency_opt};
+  const std::vector<const CLI::Option*> uring_only{buffered_opt, sqpoll_opt};
+  const std::vector<const CLI::Option*> service_only{socket_opt, nsid_opt, wait_opt};
+  for (const auto* list : {&emu_only, &uring_only, &service_only}) {
+    const bool applies = (list == &emu_only && backend == "emu") || (list == &uring_only && backend == "uring") ||
+                         (list == &service_only && params.service);
+    for (const CLI::Option* opt : *list) {
+      if (!applies && opt->count() != 0) {
+        return fail(usage_error(fmt::format("{} does not apply to --backend {}", opt->get_name(), backend)));
+      }
     }
   }
   if (!params.service) {
@@ -104,7 +205,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   auto w = nvmux::perf::parse_pattern(pattern);
   if (!w.ok()) return fail(w.status());
   params.pattern = *w;
-  if (!cores.empty()) {
+  if (cores_opt->count() != 0) {
     auto list = nvmux::parse_core_list(cores, "--cores");
     if (!list.ok()) return fail(list.status());
     params.cores = *list;
@@ -115,9 +216,21 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   }
   params.backend.emu_inline_engine = emu_engine == "inline";
   // The device engine gets the last core, away from the owner threads, unless told otherwise.
+  if (engine_core_opt->count() != 0 && (engine_core < -1 || engine_core >= nvmux::online_cores())) {
+    return fail(
+        usage_error(fmt::format("--emu-engine-core {}: core does not exist (this machine has 0..{}; -1: "
+                                "not pinned)",
+                                engine_core, nvmux::online_cores() - 1)));
+  }
   params.backend.emu_engine_core =
       engine_core == -2 ? (nvmux::online_cores() > 1 ? nvmux::online_cores() - 1 : -1) : engine_core;
   params.backend.uring_direct = !buffered;
+  if (!json_path.empty()) {
+    if (auto s = check_json_path(json_path); !s.ok()) return fail(s);
+  }
+  const std::vector<std::string> created = files_to_create(params.backend.namespaces);
+  catch_stop_signals();
+  params.interrupt = &g_signal;
 
   const bool tty = isatty(STDERR_FILENO) != 0;
   auto progress = [tty](const nvmux::perf::Progress& p) {
@@ -131,12 +244,25 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   };
   auto report = nvmux::perf::run_perf(params, progress);
   if (tty) std::fprintf(stderr, "\r%60s\r", "");
-  if (!report.ok()) return fail(report.status());
-  std::fputs(nvmux::perf::format_report(*report).c_str(), stdout);
-  if (!json_path.empty()) {
-    std::ofstream(json_path) << nvmux::perf::report_to_json(*report).dump(2) << "\n";
-    std::printf("wrote %s\n", json_path.c_str());
+  if (!report.ok()) {
+    for (const auto& path : created) ::unlink(path.c_str());  // this run made it and did nothing with it
+    return fail(report.status());
   }
-  if (report->total.verify_errors != 0 || report->total.io_errors != 0) return 1;
-  return 0;
+  std::fputs(nvmux::perf::format_report(*report).c_str(), stdout);
+  std::fflush(stdout);
+  int rc = 0;
+  if (!json_path.empty()) {
+    if (auto s = write_file(json_path, nvmux::perf::report_to_json(*report).dump(2) + "\n"); s.ok()) {
+      std::printf("wrote %s\n", json_path.c_str());
+    } else {
+      rc = fail(s);
+    }
+  }
+  if (report->interrupted_by != 0) return 128 + report->interrupted_by;
+  if (report->total.ios == 0) {
+    std::fprintf(stderr, "nvmux-perf: no I/O completed in %.1f s: nothing was measured\n", report->total.seconds);
+    return kExitErrors;
+  }
+  if (report->total.verify_errors != 0 || report->total.io_errors != 0) return kExitErrors;
+  return rc;
 }

@@ -1,17 +1,29 @@
 #include "perf_engine.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/partition.hpp"
 #include "nvmux/nvme/controller.hpp"
+#include "nvmux/nvme/emu.hpp"
+#include "nvmux/nvme/uring.hpp"
 #include "nvmux/service/client.hpp"
+#include "nvmux/service/protocol.hpp"
 
 namespace nvmux::perf {
 
@@ -97,7 +109,9 @@ class QpairIo {
   template <class Sink>
   Status submit(bool read, std::uint32_t nsid, std::uint64_t lba, std::uint32_t blocks, std::uint32_t slot,
                 Sink* sink) {
-    auto done = [](void* ctx, const nvme::IoCompletion& c) { static_cast<Sink*>(ctx)->on_complete(c.status); };
+    auto done = [](void* ctx, const nvme::IoCompletion& c) {
+      static_cast<Sink*>(ctx)->on_complete(c.status, c.status.ok() ? std::string() : error_kind(c));
+    };
     nvme::IoVec io{buffers_.iova() + std::size_t{slot} * io_bytes_, io_bytes_};
     return read ? qp_->read(nsid, lba, blocks, io, done, sink) : qp_->write(nsid, lba, blocks, io, done, sink);
   }
@@ -105,6 +119,15 @@ class QpairIo {
   Result<std::uint32_t> poll(std::uint32_t max) { return qp_->process_completions(max); }
 
  private:
+  // What went wrong, without the parts that differ per command: the NVMe status and, when the
+  // backend put one in CDW0 (emu files, uring), the errno behind it.
+  static std::string error_kind(const nvme::IoCompletion& c) {
+    if (c.cqe.status == 0) return std::string(to_string(c.status.code()));  // timed out, aborted: no entry
+    std::string kind = nvme::describe_status(c.cqe.sct(), c.cqe.sc());
+    if (c.cqe.cdw0 != 0 && c.cqe.cdw0 < 4096) kind += fmt::format(": {}", std::strerror(static_cast<int>(c.cqe.cdw0)));
+    return kind;
+  }
+
   std::unique_ptr<nvme::QueuePair> qp_;
   nvme::DmaBuffer buffers_;
   std::uint32_t io_bytes_ = 0;
@@ -150,7 +173,8 @@ class ServiceIo {
   Status submit(bool read, std::uint32_t nsid, std::uint64_t lba, std::uint32_t blocks, std::uint32_t slot,
                 Sink* sink) {
     auto done = [](void* ctx, const service::Completion* c) {
-      static_cast<Sink*>(ctx)->on_complete(completion_status(*c));
+      static_cast<Sink*>(ctx)->on_complete(completion_status(*c),
+                                           c->status == 0 ? std::string() : std::strerror(-c->status));
     };
     Status s = read ? queue_->read(nsid, lba, blocks, buffer(slot), done, sink)
                     : queue_->write(nsid, lba, blocks, buffer(slot), done, sink);
@@ -219,7 +243,7 @@ class Worker final : public WorkerBase {
     std::uint64_t generation = 0;
     std::uint64_t submit_tsc = 0;
     bool read = false;
-    void on_complete(const Status& status) { worker->complete(*this, status); }
+    void on_complete(const Status& status, const std::string& kind) { worker->complete(*this, status, kind); }
   };
 
   void run_on_owner() {
@@ -270,10 +294,13 @@ class Worker final : public WorkerBase {
     signalled_ = true;
   }
 
+  // Writes every unit once. An interrupted run stops submitting and drains what is in flight.
   void prefill() {
     std::uint64_t next = 0, done = 0;
     while (done < units_ && status_.ok()) {
-      while (next < units_ && !free_slots_.empty()) {
+      const bool stopping = shared_.stop.load(std::memory_order_relaxed);  // a flag; the join orders the rest
+      if (stopping && in_flight() == 0) return;
+      while (!stopping && next < units_ && !free_slots_.empty()) {
         if (!submit(next, /*read=*/false)) break;
         ++next;
       }
@@ -359,12 +386,18 @@ class Worker final : public WorkerBase {
     return true;
   }
 
-  void complete(Task& t, const Status& status) {
+  void complete(Task& t, const Status& status, const std::string& kind) {
     const std::uint64_t latency = read_tsc() - t.submit_tsc;
     const bool ok = status.ok();
     if (!ok) {
       ++result_.io_errors;
-      if (first_error_.ok()) first_error_ = status;
+      ++result_.errors_by_kind[kind];
+      if (first_error_.ok()) {
+        first_error_ = status;
+        result_.first_error =
+            fmt::format("{} of {} block(s) at LBA {} on namespace {}: {} ({})", t.read ? "read" : "write",
+                        blocks_per_io_, (first_unit_ + t.unit) * blocks_per_io_, ns_.nsid, kind, status.message());
+      }
     }
     if (params_.verify) {
       if (!t.read) {
@@ -391,6 +424,7 @@ class Worker final : public WorkerBase {
     for (std::uint32_t b = 0; b < blocks_per_io_; ++b) {
       std::string found = check_block(io_->buffer(t.slot) + std::size_t{b} * ns_.block_size, ns_.block_size, lba + b,
                                       committed_[t.unit]);
+      ++result_.checked_blocks;
       if (found.empty()) continue;
       ++result_.verify_errors;
       if (mismatches_.size() < params_.max_reported_mismatches) {
@@ -488,8 +522,9 @@ namespace {
 
 // The checks that need no device. Returns the read percentage the pattern and -M give.
 Result<int> check_params(const PerfParams& params) {
-  if (params.queue_depth == 0 || params.queue_depth > 4095) {
-    return Status::error(StatusCode::kInvalidArgument, "-q {}: queue depth must be 1..4095", params.queue_depth);
+  if (params.queue_depth == 0 || params.queue_depth > max_queue_depth(params)) {
+    return Status::error(StatusCode::kInvalidArgument, "-q {}: queue depth must be 1..{} with --backend {}",
+                         params.queue_depth, max_queue_depth(params), backend_name(params));
   }
   if (params.iodepth_low && *params.iodepth_low > params.queue_depth) {
     return Status::error(StatusCode::kInvalidArgument, "--iodepth-low {}: must be at most -q {}", *params.iodepth_low,
@@ -499,10 +534,32 @@ Result<int> check_params(const PerfParams& params) {
     return Status::error(StatusCode::kInvalidArgument, "-o {}: I/O size must be a positive multiple of 512",
                          params.io_bytes);
   }
-  if (!(params.seconds > 0))
-    return Status::error(StatusCode::kInvalidArgument, "-t {}: time must be > 0", params.seconds);
-  if (params.qpairs == 0 || params.qpairs > 64) {
-    return Status::error(StatusCode::kInvalidArgument, "--qpairs {}: must be 1..64", params.qpairs);
+  if (params.io_bytes > nvme::QueuePair::kMaxTransferBytesLimit) {
+    return Status::error(StatusCode::kInvalidArgument, "-o {}: I/O size must be at most {}", params.io_bytes,
+                         nvme::QueuePair::kMaxTransferBytesLimit);
+  }
+  if (!(params.seconds > 0) || !(params.seconds <= kMaxSeconds)) {
+    return Status::error(StatusCode::kInvalidArgument, "-t {}: time must be in (0, {}] seconds", params.seconds,
+                         kMaxSeconds);
+  }
+  if (params.qpairs == 0 || params.qpairs > kMaxQpairs) {
+    return Status::error(StatusCode::kInvalidArgument, "--qpairs {}: must be 1..{}", params.qpairs, kMaxQpairs);
+  }
+  if (params.backend.emu_latency_us > kMaxEmuLatencyUs) {
+    return Status::error(StatusCode::kInvalidArgument, "--emu-latency-us {}: must be 0..{}",
+                         params.backend.emu_latency_us, kMaxEmuLatencyUs);
+  }
+  if (params.backend.namespaces.size() > nvme::kMaxNamespaces) {
+    return Status::error(StatusCode::kInvalidArgument, "--ns given {} times: a controller holds at most {} namespaces",
+                         params.backend.namespaces.size(), nvme::kMaxNamespaces);
+  }
+  for (const auto& ns : params.backend.namespaces) {
+    if (params.verify && ns.kind == nvme::NamespaceArg::Kind::kNull) {
+      return Status::error(StatusCode::kInvalidArgument,
+                           "--verify: namespace '{}' stores nothing (null), so its reads cannot be checked; use ram: "
+                           "or file:",
+                           ns.text);
+    }
   }
   if (params.partition.count == 0 || params.partition.index >= params.partition.count) {
     return Status::error(StatusCode::kInvalidArgument, "--partition {}/{}: expected K/N with 0 <= K < N",
@@ -521,7 +578,7 @@ Result<int> check_params(const PerfParams& params) {
     return Status::error(StatusCode::kInvalidArgument, "-M applies to -w rw and randrw only (got -w {})",
                          to_string(params.pattern));
   }
-  if (read_percent > 100)
+  if (params.read_percent < -1 || read_percent > 100)
     return Status::error(StatusCode::kInvalidArgument, "-M {}: a percentage 0..100", read_percent);
   for (int core : params.cores) {
     if (core < 0 || core >= online_cores()) {
@@ -635,25 +692,35 @@ void run_workers(const std::vector<std::unique_ptr<WorkerBase>>& workers, Shared
   std::vector<std::thread> threads;
   threads.reserve(workers.size());
   for (const auto& w : workers) threads.emplace_back([&w] { w->run(); });
+  auto interrupted = [&] {
+    if (params.interrupt == nullptr || report.interrupted_by != 0) return report.interrupted_by != 0;
+    report.interrupted_by = params.interrupt->load(std::memory_order_relaxed);  // a flag from a signal handler
+    if (report.interrupted_by != 0) shared.stop.store(true, std::memory_order_relaxed);
+    return report.interrupted_by != 0;
+  };
   const auto wait_start = std::chrono::steady_clock::now();
+  double last_prefill_report = -1;
   while (shared.ready.load(std::memory_order_acquire) < workers.size()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    if (progress && shared.prefilling.load(std::memory_order_relaxed) != 0) {
-      Progress p;
+    interrupted();
+    const double waited = seconds_since(wait_start);
+    if (progress && shared.prefilling.load(std::memory_order_relaxed) != 0 && waited - last_prefill_report >= 1.0) {
+      Progress p;  // once a second, like the timed window's line
       p.prefill = true;
-      p.elapsed_s = seconds_since(wait_start);
+      p.elapsed_s = waited;
       progress(p);
+      last_prefill_report = waited;
     }
   }
   report.prefill_seconds = seconds_since(wait_start);
   const bool setup_failed =
       std::any_of(workers.begin(), workers.end(), [](const auto& w) { return !w->status().ok(); });
-  if (!setup_failed) {
+  if (!setup_failed && !interrupted()) {
     shared.start.store(true, std::memory_order_release);  // every worker is ready: go
     const auto t0 = std::chrono::steady_clock::now();
     std::uint64_t last_ios = 0;
     double last_report = 0;
-    for (double elapsed = 0; elapsed < params.seconds; elapsed = seconds_since(t0)) {
+    for (double elapsed = 0; elapsed < params.seconds && !interrupted(); elapsed = seconds_since(t0)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       if (!progress || elapsed - last_report < 1.0) continue;
       std::uint64_t ios = 0;
@@ -680,6 +747,11 @@ void add_results(const std::vector<std::unique_ptr<WorkerBase>>& workers, PerfRe
     report.total.verify_errors += r.verify_errors;
     report.total.submitted += r.submitted;
     report.total.refills += r.refills;
+    report.total.checked_blocks += r.checked_blocks;
+    for (const auto& [kind, n] : r.errors_by_kind) report.total.errors_by_kind[kind] += n;
+    if (report.total.first_error.empty() && !r.first_error.empty()) {
+      report.total.first_error = fmt::format("{}: {}", r.name, r.first_error);
+    }
     report.total.latency_ticks.merge(r.latency_ticks);
     report.total.seconds = std::max(report.total.seconds, r.seconds);
     for (auto& m : w->mismatches()) {
@@ -690,7 +762,75 @@ void add_results(const std::vector<std::unique_ptr<WorkerBase>>& workers, PerfRe
   // Total IOPS is the sum of the queue pairs' rates (each measured over its own window).
 }
 
+// --verify on files and block devices: an exclusive advisory lock (flock) on each for the whole
+// run, so two verifying runs on one file refuse each other instead of reporting each other's
+// writes as corruption. The locks go with the descriptors when the run ends.
+class VerifyLocks {
+ public:
+  VerifyLocks() = default;
+  VerifyLocks(const VerifyLocks&) = delete;
+  VerifyLocks& operator=(const VerifyLocks&) = delete;
+  ~VerifyLocks() {
+    for (int fd : fds_) ::close(fd);
+  }
+
+  // Errors: kUnavailable naming the path and, from /proc/locks, the
+  // process holding the lock; the errno of a failed open.
+  Status take(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Status::from_errno(errno, fmt::format("--verify: open {} to lock it", path));
+    fds_.push_back(fd);
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return {};
+    if (errno != EWOULDBLOCK) return Status::from_errno(errno, fmt::format("--verify: flock {}", path));
+    const std::string holder = lock_holder(fd);
+    return Status::error(StatusCode::kUnavailable,
+                         "--verify: {} is locked by another verifying run{}; two runs writing one file would "
+                         "report each other's writes as mismatches",
+                         path, holder.empty() ? std::string() : " (" + holder + ")");
+  }
+
+ private:
+  // "pid N (name)" of the process /proc/locks says holds a FLOCK on fd's file, or "".
+  static std::string lock_holder(int fd) {
+    struct stat sb {};
+    if (::fstat(fd, &sb) != 0) return {};
+    const std::string id = fmt::format("{:02x}:{:02x}:{}", major(sb.st_dev), minor(sb.st_dev), sb.st_ino);
+    std::ifstream locks("/proc/locks");
+    for (std::string line; std::getline(locks, line);) {
+      if (line.find("FLOCK") == std::string::npos || line.find(" " + id + " ") == std::string::npos) continue;
+      std::istringstream fields(line);
+      std::string field;
+      for (int i = 0; i < 5 && fields >> field; ++i) {
+      }
+      std::ifstream comm("/proc/" + field + "/comm");
+      std::string name;
+      std::getline(comm, name);
+      return fmt::format("pid {}{}", field, name.empty() ? "" : " (" + name + ")");
+    }
+    return {};
+  }
+
+  std::vector<int> fds_;
+};
+
+Status lock_for_verify(const PerfParams& params, VerifyLocks& locks) {
+  if (!params.verify || params.service) return {};
+  for (const auto& ns : params.backend.namespaces) {
+    if (ns.kind == nvme::NamespaceArg::Kind::kFile || ns.kind == nvme::NamespaceArg::Kind::kBdev) {
+      NVMUX_RETURN_IF_ERROR(locks.take(ns.path));
+    }
+  }
+  return {};
+}
+
 }  // namespace
+
+std::uint32_t max_queue_depth(const PerfParams& params) {
+  if (params.service) return service::kMaxQueueDepth;
+  return (params.backend.backend == nvme::Backend::kEmu ? nvme::EmuOptions{}.max_queue_entries
+                                                        : nvme::UringOptions{}.max_queue_entries) -
+         1;
+}
 
 Result<PerfReport> run_perf(const PerfParams& params, const ProgressFn& progress) {
   PerfReport report;
@@ -701,6 +841,8 @@ Result<PerfReport> run_perf(const PerfParams& params, const ProgressFn& progress
   auto target = params.service ? open_service_target(params) : open_controller_target(params);
   if (!target.ok()) return target.status();
   report.controller = target->name;
+  VerifyLocks locks;  // after the controller opened: the files exist now
+  NVMUX_RETURN_IF_ERROR(lock_for_verify(params, locks));
   Shared shared;
   auto workers = plan_workers(report.params, *read_percent, *target, shared);
   if (!workers.ok()) return workers.status();
@@ -719,6 +861,10 @@ std::string_view backend_name(const PerfParams& params) {
 std::string format_report(const PerfReport& report) {
   const PerfParams& p = report.params;
   std::string out;
+  if (report.interrupted_by != 0) {
+    out += fmt::format("nvmux-perf: INTERRUPTED by signal {} after {:.1f} s: the results cover the time that ran\n",
+                       report.interrupted_by, report.total.seconds);
+  }
   out +=
       fmt::format("nvmux-perf: backend {}, {} ({}% reads), {} B I/Os, queue depth {}, {} queue pair(s), {:.1f} s{}\n",
                   backend_name(p), to_string(p.pattern), report.read_percent, p.io_bytes, p.queue_depth, p.qpairs,
@@ -762,10 +908,18 @@ std::string format_report(const PerfReport& report) {
     for (const QpairResult& r : report.qpairs) pct_row(r.name, r.latency_ticks);
     pct_row("Total", report.total.latency_ticks);
   }
-  if (report.total.io_errors != 0) out += fmt::format("\nI/O errors: {}\n", report.total.io_errors);
-  if (p.verify) {
-    out += fmt::format("\nverify: {} reads checked block by block, {} mismatching blocks{}\n", report.total.reads,
-                       report.total.verify_errors, report.total.verify_errors == 0 ? "" : ":");
+  if (report.total.io_errors != 0) {
+    out += fmt::format("\nI/O errors: {}\n", report.total.io_errors);
+    for (const auto& [kind, n] : report.total.errors_by_kind) out += fmt::format("  {:>10}  {}\n", n, kind);
+    out += fmt::format("  first: {}\n", report.total.first_error);
+  }
+  if (p.verify && report.read_percent == 0) {
+    out += "\nverify: a write-only workload reads nothing back: blocks were stamped, none was checked\n";
+  } else if (p.verify) {
+    // Counted over the whole run (prefill and the drain after the window too), like the mismatches.
+    out +=
+        fmt::format("\nverify: {} blocks read back and checked, {} mismatching blocks{}\n", report.total.checked_blocks,
+                    report.total.verify_errors, report.total.verify_errors == 0 ? "" : ":");
     for (const Mismatch& m : report.mismatches) {
       out += fmt::format("  qpair {} ns {} LBA {}: expected generation {}, found {}\n", m.qpair, m.nsid, m.lba,
                          m.expected_generation, m.found);
@@ -819,7 +973,12 @@ nlohmann::json report_to_json(const PerfReport& report) {
                 {"latency_us", latency_json(report.total.latency_ticks)},
                 {"latency_histogram_us", histogram_json(report.total.latency_ticks)},
                 {"io_errors", report.total.io_errors},
+                {"io_errors_by_kind", report.total.errors_by_kind},
+                {"first_io_error", report.total.first_error},
                 {"avg_submit_batch", avg_submit_batch(report.total)}};
+  j["interrupted"] = report.interrupted_by != 0;
+  j["interrupted_by_signal"] = report.interrupted_by;
+  j["verify_checked_blocks"] = report.total.checked_blocks;
   j["verify_errors"] = report.total.verify_errors;
   j["mismatches"] = nlohmann::json::array();
   for (const Mismatch& m : report.mismatches) {

@@ -18,11 +18,17 @@
 // read has something to check. With verify, queue pairs on one namespace split it into disjoint
 // regions and no two I/Os in flight touch the same blocks, so the expected contents are exact.
 //
+// Interruption: when *interrupt (a signal number, set from a signal handler) becomes non-zero, the
+// run stops early — during the prefill or the timed window — drains what is in flight and returns
+// the results of the time that ran, marked interrupted.
+//
 // Threading: run_perf() is called from one thread; it starts and joins the workers. The progress
 // callback runs on the calling thread about once a second.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -68,7 +74,15 @@ struct PerfParams {
   bool verify = false;
   std::uint64_t seed = 1;
   std::size_t max_reported_mismatches = 10;
+  const std::atomic<int>* interrupt = nullptr;  // non-zero (a signal number): stop early
 };
+
+// Limits of the numeric flags, checked by run_perf and shown by --help.
+inline constexpr double kMaxSeconds = 86400;                // -t: a day
+inline constexpr std::uint32_t kMaxEmuLatencyUs = 1000000;  // --emu-latency-us: a second
+inline constexpr std::uint32_t kMaxQpairs = 64;             // --qpairs
+// -q: one less than the queue entries each backend grants (a queue holds depth + 1 entries).
+std::uint32_t max_queue_depth(const PerfParams& params);
 
 struct Mismatch {
   std::uint32_t qpair = 0;
@@ -86,10 +100,13 @@ struct QpairResult {
   std::uint64_t bytes = 0;
   std::uint64_t reads = 0;
   std::uint64_t writes = 0;
-  std::uint64_t io_errors = 0;      // completions with an error status
-  std::uint64_t verify_errors = 0;  // blocks whose contents were wrong
-  std::uint64_t submitted = 0;      // I/Os submitted inside the timed window
-  std::uint64_t refills = 0;        // times the loop submitted one or more of them
+  std::uint64_t io_errors = 0;                          // completions with an error status
+  std::uint64_t verify_errors = 0;                      // blocks whose contents were wrong
+  std::uint64_t submitted = 0;                          // I/Os submitted inside the timed window
+  std::uint64_t refills = 0;                            // times the loop submitted one or more of them
+  std::uint64_t checked_blocks = 0;                     // --verify: blocks read back and compared, window or not
+  std::map<std::string, std::uint64_t> errors_by_kind;  // every failed completion, by its cause
+  std::string first_error;                              // the first failed I/O: its command, LBA and cause
   double seconds = 0;
   Histogram latency_ticks;  // TSC ticks from submit to callback (tsc_to_ns to convert)
 };
@@ -102,6 +119,7 @@ struct PerfReport {
   std::vector<Mismatch> mismatches;  // the first max_reported_mismatches
   double prefill_seconds = 0;
   std::string controller;
+  int interrupted_by = 0;  // the signal that stopped the run early, 0 when it ran its course
 };
 
 struct Progress {

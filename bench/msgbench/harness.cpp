@@ -384,6 +384,28 @@ Status check_modes(const std::vector<std::string>& modes) {
   return {};
 }
 
+Status check_sweep(const SweepOptions& options) {
+  NVMUX_RETURN_IF_ERROR(check_modes(options.modes));
+  if (options.producers.empty() || options.consumers.empty()) {
+    return Status::error(StatusCode::kInvalidArgument, "--producers and --consumers need at least one count each");
+  }
+  const int most_consumers = *std::max_element(options.consumers.begin(), options.consumers.end());
+  for (const auto& name : options.modes) {
+    const bool uses_dpdk = std::any_of(mode_catalog().begin(), mode_catalog().end(),
+                                       [&](const ModeInfo& m) { return m.name == name && m.uses_dpdk; });
+    if (uses_dpdk && most_consumers > online_cores()) {
+      // SPDK runs one reactor per core. Two consumers sharing a core each spin in the message
+      // pool's multi-producer tail wait while the other, preempted, holds the slot: every put
+      // can cost a scheduler time slice, and stopping a point took minutes.
+      return Status::error(StatusCode::kInvalidArgument,
+                           "--consumers {} with mode {}: at most one consumer per core ({} cores here), as SPDK "
+                           "runs one reactor per core",
+                           most_consumers, name, online_cores());
+    }
+  }
+  return {};
+}
+
 // ---- one point ----
 
 Result<PointResult> run_point(const std::string& mode_name, int producers, int consumers, const PointOptions& options) {
@@ -443,7 +465,7 @@ Result<PointResult> run_point_with(std::unique_ptr<Mode> mode, const std::string
 // ---- sweep ----
 
 Result<SweepReport> run_sweep(const SweepOptions& options, const std::function<void(const Progress&)>& progress) {
-  NVMUX_RETURN_IF_ERROR(check_modes(options.modes));
+  NVMUX_RETURN_IF_ERROR(check_sweep(options));
   SweepReport report;
   report.options = options;
   report.machine = machine_info();

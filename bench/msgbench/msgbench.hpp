@@ -104,6 +104,11 @@ struct SweepReport {
   std::vector<PointResult> results;
 };
 
+// Checks a sweep's shape before anything runs. Errors: kInvalidArgument naming the flag, e.g. the
+// spdk modes with more consumers than cores (see spdk_mode.cpp: their rings' tail wait convoys
+// when consumers share a core, and a point could take minutes to stop).
+Status check_sweep(const SweepOptions& options);
+
 // Runs every (consumers, producers, mode) point, modes interleaved within each producer count.
 // Errors stop the sweep (the points done so far are lost; the caller prints the Status).
 Result<SweepReport> run_sweep(const SweepOptions& options, const std::function<void(const Progress&)>& progress);

@@ -144,7 +144,27 @@ Result<NamespaceSpec> emu_namespace(const NamespaceArg& a) {
       spec.path = a.path;
       std::uint64_t bytes = a.bytes;
       struct stat sb {};
-      if (bytes == 0 && ::stat(a.path.c_str(), &sb) == 0) bytes = static_cast<std::uint64_t>(sb.st_size);
+      const bool exists = ::stat(a.path.c_str(), &sb) == 0;
+      if (exists && !S_ISREG(sb.st_mode)) {
+        return Status::error(StatusCode::kInvalidArgument, "namespace '{}': {} is {}, not a regular file", a.text,
+                             a.path,
+                             S_ISDIR(sb.st_mode)   ? "a directory"
+                             : S_ISBLK(sb.st_mode) ? "a block device (use --backend uring --ns bdev:PATH)"
+                                                   : "a special file");
+      }
+      if (bytes == 0 && exists) {
+        bytes = static_cast<std::uint64_t>(sb.st_size);
+        if (bytes == 0) {
+          return Status::error(StatusCode::kInvalidArgument, "namespace '{}': {} is empty; give size=N to use it",
+                               a.text, a.path);
+        }
+        if (bytes % a.block_size != 0) {
+          return Status::error(StatusCode::kInvalidArgument,
+                               "namespace '{}': {} holds {} bytes, not a multiple of bs {}; give size=N to use a "
+                               "part of it",
+                               a.text, a.path, bytes, a.block_size);
+        }
+      }
       if (bytes == 0) {
         return Status::error(StatusCode::kInvalidArgument,
                              "namespace '{}': {} does not exist; give size=N to create it", a.text, a.path);

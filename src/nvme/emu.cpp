@@ -66,6 +66,10 @@ EmuController::EmuController(EmuOptions options) : options_(std::move(options)) 
 Result<std::unique_ptr<EmuController>> EmuController::create(EmuOptions options) {
   if (options.namespaces.empty())
     return Status::error(StatusCode::kInvalidArgument, "emu controller without namespaces");
+  if (options.namespaces.size() > kMaxNamespaces) {
+    return Status::error(StatusCode::kInvalidArgument, "{} namespaces: a controller holds at most {}",
+                         options.namespaces.size(), kMaxNamespaces);
+  }
   if (options.max_queue_entries < 2 || options.max_queue_entries > kMaxQueueEntriesSpec) {
     return Status::error(StatusCode::kInvalidArgument, "max_queue_entries {} outside [2, {}]",
                          options.max_queue_entries, kMaxQueueEntriesSpec);

@@ -13,6 +13,7 @@
 #include "identify.hpp"
 #include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
+#include "nvmux/common/log.hpp"
 #include "prp.hpp"
 
 namespace nvmux::nvme {
@@ -52,34 +53,90 @@ Result<std::unique_ptr<NamespaceStore>> NamespaceStore::open(const NamespaceSpec
       ns->data_ = static_cast<std::byte*>(p);
       return ns;
     }
-    case NamespaceBacking::kFile: {
-      if (spec.path.empty()) return Status::error(StatusCode::kInvalidArgument, "file-backed namespace without a path");
-      ns->fd_ = ::open(spec.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-      if (ns->fd_ < 0) return Status::from_errno(errno, fmt::format("open {}", spec.path));
-      struct stat sb {};
-      if (::fstat(ns->fd_, &sb) != 0) return Status::from_errno(errno, fmt::format("fstat {}", spec.path));
-      if (static_cast<std::size_t>(sb.st_size) < ns->bytes_ &&
-          ::ftruncate(ns->fd_, static_cast<off_t>(ns->bytes_)) != 0) {
-        return Status::from_errno(errno, fmt::format("ftruncate {} to {} bytes", spec.path, ns->bytes_));
-      }
-      void* p = ::mmap(nullptr, ns->bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, ns->fd_, 0);
-      if (p == MAP_FAILED) return Status::from_errno(errno, fmt::format("mmap {}", spec.path));
-      ns->data_ = static_cast<std::byte*>(p);
-      return ns;
-    }
+    case NamespaceBacking::kFile: NVMUX_RETURN_IF_ERROR(ns->open_file(spec)); return ns;
   }
   return Status::error(StatusCode::kInvalidArgument, "unknown namespace backing");
 }
 
-NamespaceStore::~NamespaceStore() {
-  if (data_ != nullptr) {
-    if (fd_ >= 0) ::msync(data_, bytes_, MS_SYNC);
-    ::munmap(data_, bytes_);
+// Opens (or creates) the file and allocates its space: a full filesystem is an error here, not a
+// failed write later. A regular file shorter than the namespace grows; a block device must be
+// large enough already.
+Status NamespaceStore::open_file(const NamespaceSpec& spec) {
+  if (spec.path.empty()) return Status::error(StatusCode::kInvalidArgument, "file-backed namespace without a path");
+  path_ = spec.path;
+  struct stat sb {};
+  if (::stat(spec.path.c_str(), &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISBLK(sb.st_mode)) {
+    return Status::error(StatusCode::kInvalidArgument, "{}: {}, not a regular file or block device", spec.path,
+                         S_ISDIR(sb.st_mode) ? "a directory" : "a special file");
   }
-  if (fd_ >= 0) ::close(fd_);
+  fd_ = ::open(spec.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) return Status::from_errno(errno, fmt::format("open {}", spec.path));
+  if (::fstat(fd_, &sb) != 0) return Status::from_errno(errno, fmt::format("fstat {}", spec.path));
+  if (S_ISBLK(sb.st_mode)) return {};
+  // posix_fallocate returns the error instead of setting errno. Over a file already allocated it
+  // allocates nothing; over holes (a sparse file) it fills them, so no later write can fail for space.
+  if (int rc = ::posix_fallocate(fd_, 0, static_cast<off_t>(bytes_)); rc != 0) {
+    if (rc == ENOSPC || rc == EDQUOT) {
+      return Status::from_errno(
+          rc, fmt::format("{}: no room for the namespace's {} bytes on its filesystem", spec.path, bytes_));
+    }
+    return Status::from_errno(rc, fmt::format("allocating {} bytes for {}", bytes_, spec.path));
+  }
+  return {};
 }
 
-bool NamespaceStore::sync() { return fd_ < 0 || ::msync(data_, bytes_, MS_SYNC) == 0; }
+NamespaceStore::~NamespaceStore() {
+  if (data_ != nullptr) ::munmap(data_, bytes_);
+  if (fd_ >= 0) {
+    ::fdatasync(fd_);
+    ::close(fd_);
+  }
+}
+
+int NamespaceStore::file_io(bool read, std::uint64_t offset, const struct iovec* iov, int iov_count,
+                            std::size_t bytes) {
+  std::vector<struct iovec> rest;  // only after a short transfer: the part still to move
+  while (bytes > 0) {
+    ssize_t n = read ? ::preadv(fd_, iov, iov_count, static_cast<off_t>(offset))
+                     : ::pwritev(fd_, iov, iov_count, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return EIO;  // the file ends before the namespace does: it shrank underneath us
+    auto done = static_cast<std::size_t>(n);
+    bytes -= std::min(done, bytes);
+    offset += done;
+    if (bytes == 0) break;
+    rest.assign(iov, iov + iov_count);
+    std::size_t i = 0;
+    for (; i < rest.size() && done >= rest[i].iov_len; ++i) done -= rest[i].iov_len;
+    rest[i].iov_base = static_cast<std::byte*>(rest[i].iov_base) + done;
+    rest[i].iov_len -= done;
+    rest.erase(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(i));
+    iov = rest.data();
+    iov_count = static_cast<int>(rest.size());
+  }
+  return 0;
+}
+
+int NamespaceStore::file_zero(std::uint64_t offset, std::size_t bytes) {
+  if (::fallocate(fd_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                  static_cast<off_t>(bytes)) == 0) {
+    return 0;
+  }
+  static const std::vector<std::byte> kZeroes(std::size_t{1} << 20);
+  while (bytes > 0) {  // a filesystem without ZERO_RANGE: write them
+    std::size_t len = std::min(bytes, kZeroes.size());
+    struct iovec v {
+      const_cast<std::byte*>(kZeroes.data()), len
+    };
+    if (int err = file_io(false, offset, &v, 1, len); err != 0) return err;
+    offset += len;
+    bytes -= len;
+  }
+  return 0;
+}
+
+bool NamespaceStore::sync() { return fd_ < 0 || ::fdatasync(fd_) == 0; }
 
 // ---------------------------------------------------------------------------------------------
 // EmuDevice
@@ -226,7 +283,7 @@ std::size_t EmuDevice::fetch(std::uint16_t qid, std::size_t max_commands, std::u
     } else if (qid == 0) {
       status = execute_admin(cmd, cdw0);
     } else {
-      status = execute_io(cmd);
+      status = execute_io(cmd, cdw0);
     }
     CompletionEntry cqe{};
     cqe.cdw0 = cdw0;
@@ -311,7 +368,52 @@ std::uint16_t EmuDevice::transfer(std::uint64_t prp1, std::uint64_t prp2, std::s
   });
 }
 
-std::uint16_t EmuDevice::execute_io(const SubmissionEntry& c) {
+// A failed file read or write: the errno goes to the completion's CDW0 (as the uring backend
+// does) for the driver's diagnostics, and the first one per namespace to the log with its path,
+// since a status code alone cannot say "the file was truncated by someone else".
+std::uint16_t EmuDevice::file_error(NamespaceStore& ns, std::uint32_t nsid, const char* what, std::uint64_t slba,
+                                    int err, std::uint32_t& cdw0) {
+  cdw0 = static_cast<std::uint32_t>(err);
+  if (!ns.error_logged) {
+    ns.error_logged = true;
+    NVMUX_LOG_ERROR("emu namespace {} ({}): {} at LBA {} failed: {}{} (further errors on it are not logged)", nsid,
+                    ns.path(), what, slba, std::strerror(err),
+                    err == EIO ? "; the file is shorter than the namespace: truncated by another process?" : "");
+  }
+  if (err == ENOSPC || err == EDQUOT) return st(GenericStatus::kCapacityExceeded);
+  bool is_read = std::strcmp(what, "read") == 0;
+  return make_status(is_read ? MediaStatus::kUnrecoveredReadError : MediaStatus::kWriteFault, kDnr);
+}
+
+// Read or Write on a file namespace: the PRP pieces become one preadv/pwritev.
+std::uint16_t EmuDevice::transfer_file(const SubmissionEntry& c, NamespaceStore& ns, std::uint64_t slba,
+                                       std::size_t bytes, bool read, std::uint32_t& cdw0) {
+  iov_scratch_.clear();
+  std::uint16_t s = walk_prps(*arena_, c.prp1, c.prp2, bytes, [&](std::byte* host, std::size_t len) {
+    if (!iov_scratch_.empty() &&
+        static_cast<std::byte*>(iov_scratch_.back().iov_base) + iov_scratch_.back().iov_len == host) {
+      iov_scratch_.back().iov_len += len;  // contiguous pieces: one iovec
+    } else {
+      iov_scratch_.push_back(iovec{host, len});
+    }
+  });
+  if (s != kOk) return s;
+  int err = ns.file_io(read, slba * ns.block_size(), iov_scratch_.data(), static_cast<int>(iov_scratch_.size()), bytes);
+  return err == 0 ? kOk : file_error(ns, c.nsid, read ? "read" : "write", slba, err, cdw0);
+}
+
+// Write Zeroes and deallocated ranges: zeroes over blocks [slba, slba + nlb).
+std::uint16_t EmuDevice::zero_blocks(const SubmissionEntry& c, NamespaceStore& ns, std::uint64_t slba,
+                                     std::uint64_t nlb, std::uint32_t& cdw0) {
+  if (ns.is_file()) {
+    int err = ns.file_zero(slba * ns.block_size(), nlb * ns.block_size());
+    return err == 0 ? kOk : file_error(ns, c.nsid, "write zeroes", slba, err, cdw0);
+  }
+  if (!ns.is_null()) std::memset(ns.data() + slba * ns.block_size(), 0, nlb * ns.block_size());
+  return kOk;
+}
+
+std::uint16_t EmuDevice::execute_io(const SubmissionEntry& c, std::uint32_t& cdw0) {
   auto opcode = static_cast<NvmOpcode>(c.opcode);
   if (c.nsid == kAllNamespaces && opcode == NvmOpcode::kFlush) {
     for (const auto& ns : namespaces_) {
@@ -335,15 +437,15 @@ std::uint16_t EmuDevice::execute_io(const SubmissionEntry& c) {
         return st(GenericStatus::kInvalidField);
       if (ns.is_null()) return kOk;
       bool read = opcode == NvmOpcode::kRead;
-      std::uint16_t s = transfer(c.prp1, c.prp2, bytes, ns.data() + slba * ns.block_size(), read);
+      std::uint16_t s = ns.is_file() ? transfer_file(c, ns, slba, bytes, read, cdw0)
+                                     : transfer(c.prp1, c.prp2, bytes, ns.data() + slba * ns.block_size(), read);
       if (s == kOk) single_writer_add(read ? bytes_read_ : bytes_written_, bytes);
       return s;
     }
     case NvmOpcode::kFlush: return ns.sync() ? kOk : st(GenericStatus::kInternalDeviceError);
     case NvmOpcode::kWriteZeroes:
       if (!in_range(slba, nlb)) return st(GenericStatus::kLbaOutOfRange);
-      if (!ns.is_null()) std::memset(ns.data() + slba * ns.block_size(), 0, nlb * ns.block_size());
-      return kOk;
+      return zero_blocks(c, ns, slba, nlb, cdw0);
     case NvmOpcode::kDatasetManagement: {
       std::uint32_t ranges = (c.cdw10 & 0xffu) + 1;
       std::uint16_t s = transfer(c.prp1, c.prp2, ranges * sizeof(DsmRange), scratch_.data(), false);
@@ -354,8 +456,9 @@ std::uint16_t EmuDevice::execute_io(const SubmissionEntry& c) {
         if (!in_range(r[i].starting_lba, r[i].lba_count)) return st(GenericStatus::kLbaOutOfRange);
       }
       // Deallocated blocks read back as zeroes (DLFEAT = 001b).
-      for (std::uint32_t i = 0; i < ranges && !ns.is_null(); ++i) {
-        std::memset(ns.data() + r[i].starting_lba * ns.block_size(), 0, std::size_t{r[i].lba_count} * ns.block_size());
+      for (std::uint32_t i = 0; i < ranges; ++i) {
+        s = zero_blocks(c, ns, r[i].starting_lba, r[i].lba_count, cdw0);
+        if (s != kOk) return s;
       }
       return kOk;
     }

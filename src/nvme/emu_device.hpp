@@ -6,6 +6,8 @@
 // namespaces and pending completions, so the device is single-threaded inside. Fault rules are
 // guarded by their own mutex; stats are relaxed atomics read from any thread.
 
+#include <sys/uio.h>
+
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -24,11 +26,19 @@
 
 namespace nvmux::nvme {
 
-// Storage behind one namespace: anonymous memory, a mapped file, or nothing (null).
+// Storage behind one namespace: anonymous memory, a file, or nothing (null).
+//
+// A file is never mapped: it is read and written with preadv/pwritev, so a file that cannot hold
+// its data (a full filesystem) or that another process truncates turns into failed commands with
+// an errno, never into SIGBUS. Its space is allocated when the store is opened (posix_fallocate),
+// so a filesystem too small for the namespace is an error then, not at the first write.
+//
+// Threading: owned by the device; every call comes from the (serialised) step().
 class NamespaceStore {
  public:
-  // Errors: kInvalidArgument (block size not 512/4096, 0 blocks, kFile without a path),
-  // the errno code of a failed open/ftruncate/mmap (Status::from_errno).
+  // Errors: kInvalidArgument (block size not 512/4096, 0 blocks, kFile without a path, a path that
+  // is a directory or not a regular file or block device), the errno code of a failed
+  // open/fallocate (Status::from_errno; ENOSPC names the space needed).
   static Result<std::unique_ptr<NamespaceStore>> open(const NamespaceSpec& spec);
   ~NamespaceStore();
   NamespaceStore(const NamespaceStore&) = delete;
@@ -36,18 +46,29 @@ class NamespaceStore {
 
   std::uint64_t blocks() const { return blocks_; }
   std::uint32_t block_size() const { return block_size_; }
-  bool is_null() const { return data_ == nullptr; }
+  bool is_null() const { return data_ == nullptr && fd_ < 0; }
+  bool is_file() const { return fd_ >= 0; }
+  // RAM only: the memory behind the namespace (nullptr for files and null).
   std::byte* data() const { return data_; }
-  // Makes written data durable (msync for files). False when the kernel refused.
+  const std::string& path() const { return path_; }
+  // Files: moves iov's bytes from (read) or to the file at byte `offset`. Returns 0 or an errno;
+  // EIO when the file ends before the transfer does (it shrank underneath us).
+  int file_io(bool read, std::uint64_t offset, const struct iovec* iov, int iov_count, std::size_t bytes);
+  // Files: stores zeroes over [offset, offset + bytes). Returns 0 or an errno.
+  int file_zero(std::uint64_t offset, std::size_t bytes);
+  // Makes written data durable (fdatasync for files). False when the kernel refused.
   bool sync();
+  bool error_logged = false;  // the device logged this namespace's first file error
 
  private:
   NamespaceStore() = default;
+  Status open_file(const NamespaceSpec& spec);
   std::uint64_t blocks_ = 0;
   std::uint32_t block_size_ = 0;
   std::byte* data_ = nullptr;
   std::size_t bytes_ = 0;
   int fd_ = -1;
+  std::string path_;
 };
 
 class EmuDevice {
@@ -121,7 +142,14 @@ class EmuDevice {
   std::size_t post(std::uint64_t now);
   std::optional<FaultRule> match_fault(std::uint16_t qid, std::uint8_t opcode);
   std::uint16_t execute_admin(const SubmissionEntry& c, std::uint32_t& cdw0);
-  std::uint16_t execute_io(const SubmissionEntry& c);
+  // cdw0 receives the errno of a failed file read or write (0 otherwise).
+  std::uint16_t execute_io(const SubmissionEntry& c, std::uint32_t& cdw0);
+  std::uint16_t transfer_file(const SubmissionEntry& c, NamespaceStore& ns, std::uint64_t slba, std::size_t bytes,
+                              bool read, std::uint32_t& cdw0);
+  std::uint16_t zero_blocks(const SubmissionEntry& c, NamespaceStore& ns, std::uint64_t slba, std::uint64_t nlb,
+                            std::uint32_t& cdw0);
+  std::uint16_t file_error(NamespaceStore& ns, std::uint32_t nsid, const char* what, std::uint64_t slba, int err,
+                           std::uint32_t& cdw0);
   // Moves `bytes` between host memory described by PRP1/PRP2 and `media`; returns a status.
   std::uint16_t transfer(std::uint64_t prp1, std::uint64_t prp2, std::size_t bytes, std::byte* media, bool to_host);
   std::uint16_t create_cq(const SubmissionEntry& c);
@@ -151,6 +179,7 @@ class EmuDevice {
   std::uint16_t granted_cqs_ = 0;
   std::size_t delayed_pending_ = 0;  // fault-delayed completions waiting in any CQ
   std::vector<std::byte> scratch_;   // identify data, DSM ranges
+  std::vector<iovec> iov_scratch_;   // a file transfer's PRP pieces
 
   std::mutex fault_mutex_;
   std::atomic<bool> has_faults_{false};

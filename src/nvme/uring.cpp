@@ -575,6 +575,10 @@ UringController::~UringController() {
 Result<std::unique_ptr<UringController>> UringController::create(UringOptions options) {
   if (options.namespaces.empty())
     return Status::error(StatusCode::kInvalidArgument, "uring controller without namespaces");
+  if (options.namespaces.size() > kMaxNamespaces) {
+    return Status::error(StatusCode::kInvalidArgument, "{} namespaces: a controller holds at most {}",
+                         options.namespaces.size(), kMaxNamespaces);
+  }
   if (options.max_queue_entries < 2 || options.max_queue_entries > kMaxQueueEntriesSpec) {
     return Status::error(StatusCode::kInvalidArgument, "max_queue_entries {} outside [2, {}]",
                          options.max_queue_entries, kMaxQueueEntriesSpec);
@@ -628,6 +632,12 @@ Status UringController::open_namespaces() {
       return Status::error(StatusCode::kInvalidArgument,
                            "namespace {}: block size {} is smaller than the {}-byte O_DIRECT alignment of {}", i + 1,
                            spec.block_size, opened.direct_align, spec.path);
+    }
+    if (*size % spec.block_size != 0) {
+      return Status::error(StatusCode::kInvalidArgument,
+                           "namespace {}: {} holds {} bytes, not a multiple of its {}-byte blocks; give size=N to use "
+                           "a part of it",
+                           i + 1, spec.path, *size, spec.block_size);
     }
     opened.blocks = *size / spec.block_size;
     if (opened.blocks == 0) {
@@ -691,15 +701,16 @@ Result<std::uint64_t> UringController::size_regular_file(std::size_t i, const Ur
   struct stat sb {};
   if (::fstat(opened.fd, &sb) != 0) return Status::from_errno(errno, "fstat " + spec.path);
   auto size = static_cast<std::uint64_t>(sb.st_size);
-  if (spec.bytes > size) {
-    // New (or too short): give it its full size now so reads never run past the end.
-    if (::ftruncate(opened.fd, static_cast<off_t>(spec.bytes)) != 0) {
-      return Status::from_errno(errno,
-                                fmt::format("namespace {}: ftruncate {} to {} bytes", i + 1, spec.path, spec.bytes));
+  if (spec.bytes != 0) size = spec.bytes;
+  // Allocate the space now (growing a new or short file to its size): a filesystem without room
+  // is an error here, not a stream of failed writes later. posix_fallocate returns the error.
+  int rc = size == 0 ? 0 : ::posix_fallocate(opened.fd, 0, static_cast<off_t>(size));
+  if (rc != 0) {
+    if (rc == ENOSPC || rc == EDQUOT) {
+      return Status::from_errno(
+          rc, fmt::format("namespace {}: {}: no room for its {} bytes on the filesystem", i + 1, spec.path, size));
     }
-    size = spec.bytes;
-  } else if (spec.bytes != 0) {
-    size = spec.bytes;
+    return Status::from_errno(rc, fmt::format("namespace {}: allocating {} bytes for {}", i + 1, size, spec.path));
   }
   struct statx sx {};
   if (options_.direct && ::statx(opened.fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&

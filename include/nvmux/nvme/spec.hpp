@@ -24,6 +24,9 @@ inline constexpr std::uint32_t kPageShift = 12;
 inline constexpr std::uint32_t kMaxQueueEntriesSpec = 65536;
 // Largest number of ranges one Dataset Management command carries (NR is 8 bits, 0's based).
 inline constexpr std::uint32_t kMaxDsmRanges = 256;
+// Most namespaces one controller nvmux builds may have: the Identify active namespace list (one
+// 4 KiB page of 4-byte NSIDs) names at most this many, and a driver learns namespaces from it.
+inline constexpr std::uint32_t kMaxNamespaces = kPageBytes / 4;
 // The broadcast NSID (FFFFFFFFh): "every namespace", accepted by Flush.
 inline constexpr std::uint32_t kAllNamespaces = 0xffffffffu;
 

@@ -333,6 +333,31 @@ TEST_P(ControllerData, FileBackedNamespaceKeepsItsDataAcrossARestart) {
   std::filesystem::remove(path);
 }
 
+// A file another process truncates under a running controller: reads past its new end fail with
+// an I/O error carrying the errno (CDW0), and the process lives on (a mapped file would SIGBUS).
+TEST_P(ControllerData, AFileTruncatedUnderneathFailsReadsInsteadOfKillingTheProcess) {
+  std::string path =
+      (std::filesystem::temp_directory_path() / fmt::format("nvmux-trunc-{}-{}.img", ::getpid(), GetParam().name))
+          .string();
+  std::filesystem::remove(path);
+  auto ctrl = make({NamespaceSpec{256, 4096, NamespaceBacking::kFile, path}});
+  ASSERT_TRUE(ctrl);
+  auto qp = ctrl->create_io_qpair(QueuePairOptions{}).value();
+  auto buf = ctrl->dma_alloc(4 * 4096).value();
+  Recorder rec;
+  ASSERT_TRUE(qp->write(1, 200, 4, buf.whole(), Recorder::callback, &rec).ok());
+  wait_for(*qp, rec, 1);
+  ASSERT_TRUE(rec.results[0].status.ok()) << rec.results[0].status.to_string();
+  std::filesystem::resize_file(path, 0);  // "another process"
+  ASSERT_TRUE(qp->read(1, 200, 4, buf.whole(), Recorder::callback, &rec).ok());
+  wait_for(*qp, rec, 2);
+  EXPECT_EQ(rec.results[1].status.code(), StatusCode::kIoError) << rec.results[1].status.to_string();
+  EXPECT_NE(rec.results[1].cqe.cdw0, 0u) << "the completion should carry the errno behind the failure";
+  qp.reset();
+  ctrl.reset();
+  std::filesystem::remove(path);
+}
+
 EmuOptions emu_base(EmuEngine engine) {
   EmuOptions o;
   o.engine = engine;

@@ -3,6 +3,13 @@
 #include "nvmux/nvme/emu.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
 
 #include "nvme_test_util.hpp"
 
@@ -189,6 +196,33 @@ TEST(EmuOptionsCheck, RejectsOutOfRangeOptions) {
   o = manual_options();
   o.namespaces[0].backing = NamespaceBacking::kFile;  // without a path
   EXPECT_EQ(EmuController::create(o).status().code(), StatusCode::kInvalidArgument);
+}
+
+// More namespaces than Identify's active namespace list can name: an error, not a broken invariant.
+TEST(EmuOptionsCheck, RefusesMoreNamespacesThanTheActiveListHolds) {
+  auto o = manual_options(8);
+  o.namespaces.assign(kMaxNamespaces + 1, o.namespaces[0]);
+  auto c = EmuController::create(o);
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find(std::to_string(kMaxNamespaces)), std::string::npos) << c.status().message();
+}
+
+// A file namespace on a filesystem without room for it is refused when it is created.
+TEST(EmuOptionsCheck, AFileNamespaceTheFilesystemCannotHoldIsAnErrorAtCreation) {
+  const std::string dir = fmt::format("/tmp/nvmux-small-fs-{}", ::getpid());
+  ::mkdir(dir.c_str(), 0700);
+  if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=1m") != 0) {
+    ::rmdir(dir.c_str());
+    GTEST_SKIP() << "cannot mount a small tmpfs here (needs CAP_SYS_ADMIN): " << std::strerror(errno);
+  }
+  auto o = manual_options(16u << 20 >> 9);  // 16 MiB on a 1 MiB filesystem
+  o.namespaces[0].backing = NamespaceBacking::kFile;
+  o.namespaces[0].path = dir + "/ns.img";
+  auto c = EmuController::create(o);
+  ::umount(dir.c_str());
+  ::rmdir(dir.c_str());
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("no room"), std::string::npos) << c.status().message();
 }
 
 }  // namespace
