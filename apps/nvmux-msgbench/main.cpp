@@ -5,7 +5,11 @@
 //                  [--duration SECONDS] [--work-ns NS] [--json FILE] [--svg FILE] [--list-modes]
 //
 // Exit status: 0 done (also when a point stalled: that is a result), 1 a point failed to run or
-// a --json/--svg file could not be written, 2 bad arguments or a mode not built.
+// a --json/--svg file could not be written or a point was abandoned (producers stuck in the send
+// call 10 s after its window: the sweep ends there), 2 bad arguments or a mode not built; 128 + N when
+// signal N (SIGINT 130, SIGTERM 143) ended the sweep early: the current point is cut short, the
+// results of the points that ran are printed and written first (marked interrupted) and the DPDK
+// EAL is shut down (no /var/run/dpdk/nvmux-msgbench-<pid> left behind).
 
 #include <CLI/CLI.hpp>
 
@@ -14,10 +18,12 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "msgbench.hpp"
 #include "nvmux/common/log.hpp"
+#include "nvmux/common/stop_signals.hpp"
 
 namespace mb = nvmux::msgbench;
 
@@ -59,8 +65,10 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   CLI::App app{"nvmux-msgbench: cross-thread message passing, side by side (SPDK/DPDK, mutex, moodycamel, nvmux lanes)",
                "nvmux-msgbench"};
   app.footer(
-      "Exit status: 0 done (a stalled point is a result); 1 a point failed to run or an output file could not "
-      "be written; 2 bad usage.");
+      "Exit status: 0 done (a stalled point is a result); 1 a point failed to run or was abandoned, or an output "
+      "file could not be written; 2 bad usage; 130 / 143 interrupted by SIGINT / SIGTERM (the current point is cut "
+      "short, the "
+      "results of the points that ran printed and written first, marked interrupted).");
   mb::SweepOptions options;
   options.modes = mb::built_modes();
   std::string json_path, svg_path;
@@ -145,13 +153,17 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     }
     std::fflush(stderr);
   };
+  nvmux::catch_stop_signals();
+  options.point.interrupt = &nvmux::stop_signal();
   auto report = mb::run_sweep(options, progress);
-  mb::release_environment();
+  const bool threads_left = report.ok() && report->abandoned;
+  mb::release_environment(threads_left);  // the DPDK EAL and its runtime directory, interrupted or not
   if (!report.ok()) {
     if (tty) std::fprintf(stderr, "\n");
     std::fprintf(stderr, "nvmux-msgbench: %s\n", report.status().to_string().c_str());
     return 1;
   }
+  if (tty && report->interrupted_by != 0) std::fprintf(stderr, "\n");  // end the progress line
   std::printf("%s", mb::format_table(*report).c_str());
   bool ok = true;
   if (!json_path.empty()) {
@@ -162,5 +174,14 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     ok = write_file("--svg", svg_path, mb::render_svg(*report)) && ok;
     if (ok) std::printf("wrote %s\n", svg_path.c_str());
   }
-  return ok ? 0 : 1;
+  int rc = report->interrupted_by != 0 ? nvmux::exit_status_for_signal(report->interrupted_by) : ok ? 0 : 1;
+  if (threads_left) {
+    // An abandoned point's producers are still inside the design's send call: the sweep ended
+    // there, and the process ends without running destructors under them.
+    std::fprintf(stderr, "nvmux-msgbench: the sweep ended at an abandoned point (see its status)\n");
+    std::fflush(stdout);
+    std::fflush(stderr);
+    std::_Exit(report->interrupted_by != 0 ? rc : 1);
+  }
+  return rc;
 }

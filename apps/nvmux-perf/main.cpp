@@ -16,13 +16,13 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cerrno>
-#include <csignal>
 #include <cstdio>
 #include <cstring>
 
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
 #include "nvmux/common/partition.hpp"
+#include "nvmux/common/stop_signals.hpp"
 #include "nvmux/nvme/emu.hpp"
 #include "nvmux/nvme/uring.hpp"
 #include "perf_engine.hpp"
@@ -31,21 +31,6 @@ namespace {
 
 constexpr int kExitErrors = 1;
 constexpr int kExitUsage = 2;
-
-std::atomic<int> g_signal{0};  // the first SIGINT/SIGTERM; the run polls it
-
-void on_signal(int signo) { g_signal.store(signo, std::memory_order_relaxed); }  // async-signal-safe: lock-free
-
-// SIGINT and SIGTERM end the run early with its partial results; a second one kills at once
-// (SA_RESETHAND restores the default action).
-void catch_stop_signals() {
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sa.sa_flags = SA_RESETHAND;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-}
 
 int fail(const nvmux::Status& s) {
   std::fprintf(stderr, "nvmux-perf: %s\n", s.to_string().c_str());
@@ -229,8 +214,8 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     if (auto s = check_json_path(json_path); !s.ok()) return fail(s);
   }
   const std::vector<std::string> created = files_to_create(params.backend.namespaces);
-  catch_stop_signals();
-  params.interrupt = &g_signal;
+  nvmux::catch_stop_signals();
+  params.interrupt = &nvmux::stop_signal();
 
   const bool tty = isatty(STDERR_FILENO) != 0;
   auto progress = [tty](const nvmux::perf::Progress& p) {
@@ -258,7 +243,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
       rc = fail(s);
     }
   }
-  if (report->interrupted_by != 0) return 128 + report->interrupted_by;
+  if (report->interrupted_by != 0) return nvmux::exit_status_for_signal(report->interrupted_by);
   if (report->total.ios == 0) {
     std::fprintf(stderr, "nvmux-perf: no I/O completed in %.1f s: nothing was measured\n", report->total.seconds);
     return kExitErrors;

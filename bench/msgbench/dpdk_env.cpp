@@ -86,12 +86,11 @@ Status ensure_dpdk_eal() {
   return unpin_every_thread();
 }
 
-void shutdown_dpdk_eal() {
-  std::lock_guard lock(g_eal_mutex);
-  if (g_eal_state != EalState::kRunning) return;
-  int rc = rte_eal_cleanup();
-  if (rc != 0) NVMUX_LOG_WARN("rte_eal_cleanup failed: {}", rte_strerror(-rc));
-  g_eal_state = EalState::kShutDown;
+namespace {
+
+// The runtime directory and, when no other DPDK process keeps one there, its parent. Caller holds
+// g_eal_mutex.
+void remove_runtime_dir_locked() {
   // With --no-shconf the directory stays empty; remove it so no DPDK state outlives the run.
   if (!g_runtime_dir.empty() && rmdir(g_runtime_dir.c_str()) != 0 && errno != ENOENT) {
     NVMUX_LOG_WARN("could not remove DPDK runtime directory {}: {}", g_runtime_dir, std::strerror(errno));
@@ -101,6 +100,22 @@ void shutdown_dpdk_eal() {
   if (auto slash = g_runtime_dir.rfind('/'); slash != std::string::npos && slash > 0) {
     (void)rmdir(g_runtime_dir.substr(0, slash).c_str());
   }
+}
+
+}  // namespace
+
+void shutdown_dpdk_eal() {
+  std::lock_guard lock(g_eal_mutex);
+  if (g_eal_state != EalState::kRunning) return;
+  int rc = rte_eal_cleanup();
+  if (rc != 0) NVMUX_LOG_WARN("rte_eal_cleanup failed: {}", rte_strerror(-rc));
+  g_eal_state = EalState::kShutDown;
+  remove_runtime_dir_locked();
+}
+
+void remove_dpdk_runtime_dir() {
+  std::lock_guard lock(g_eal_mutex);
+  if (g_eal_state == EalState::kRunning) remove_runtime_dir_locked();
 }
 
 std::string dpdk_version_string() { return rte_version(); }

@@ -25,6 +25,9 @@ namespace nvmux::msgbench {
 Status ensure_dpdk_eal();
 // rte_eal_cleanup() and removal of the runtime directory; a no-op when the EAL never started.
 void shutdown_dpdk_eal();
+// Removes the runtime directory only, leaving the EAL running: for a process about to _Exit while
+// threads still use DPDK objects. A no-op when the EAL never started.
+void remove_dpdk_runtime_dir();
 // "DPDK 22.11.x" (the library's own rte_version()).
 std::string dpdk_version_string();
 

@@ -78,6 +78,10 @@ constexpr int kMaxProducers = 1024;
 constexpr int kMaxConsumers = 64;
 constexpr int kSampleMs = 10;
 constexpr double kProducerExitGraceS = 2.0;
+// Past this, producers still inside the design's send call are abandoned with the point (see
+// wait_for_exit): with hundreds of producers spinning in DPDK's ring tail wait on a few cores the
+// convoy unwinds one scheduler time slice per producer, which took minutes.
+constexpr double kProducerExitLimitS = 10.0;
 constexpr double kAttachTimeoutS = 10.0;
 // With busy work per message the collapse floor (PointOptions) is at most this fraction of what
 // the consumers could execute from the work alone.
@@ -126,6 +130,17 @@ double process_cpu_seconds() {
 }
 
 void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+// The signal that asked the run to stop early, 0 while none did (PointOptions::interrupt).
+int interrupt_signal(const PointOptions& options) {
+  return options.interrupt != nullptr ? options.interrupt->load(std::memory_order_relaxed) : 0;  // a flag
+}
+
+// Marks the point interrupted when a stop was asked for; returns whether one was.
+bool check_interrupt(const PointOptions& options, PointResult& r) {
+  if (interrupt_signal(options) != 0) r.interrupted = true;
+  return r.interrupted;
+}
 
 // What producer thread p leaves behind; written by that thread only, read after it is joined
 // (or, for `exited`, while it runs).
@@ -230,9 +245,9 @@ std::vector<std::thread> start_producers(Mode& mode, int producers, int consumer
   return threads;
 }
 
-void wait_for_attach(const Records& records, PointResult& r) {
+void wait_for_attach(const Records& records, const PointOptions& options, PointResult& r) {
   auto attach_start = std::chrono::steady_clock::now();
-  while (!all_attached(records)) {
+  while (!all_attached(records) && !check_interrupt(options, r)) {
     if (seconds_since(attach_start) > kAttachTimeoutS) {
       mark_stalled(r, fmt::format("producers did not attach within {} s", kAttachTimeoutS));
       break;
@@ -251,7 +266,7 @@ Window measure_window(const Sinks& sinks, const PointOptions& options, PointResu
   std::uint64_t last_exec = w.exec0;
   auto last_progress = t0;
   double longest_gap_s = 0;
-  while (!r.stalled && seconds_since(t0) < options.duration_s) {
+  while (!r.stalled && !check_interrupt(options, r) && seconds_since(t0) < options.duration_s) {
     sleep_ms(std::min<int>(kSampleMs, std::max(1, static_cast<int>((options.duration_s - seconds_since(t0)) * 1000))));
     std::uint64_t e = executed_by(sinks);
     if (e != last_exec) {
@@ -278,7 +293,7 @@ Window measure_window(const Sinks& sinks, const PointOptions& options, PointResu
 
 // Collapse: progress so slow that the design has stopped working for this load.
 void check_collapse_floor(const Window& w, int consumers, const PointOptions& options, PointResult& r) {
-  if (!r.stalled && r.seconds > 0) {
+  if (!r.stalled && !r.interrupted && r.seconds > 0) {  // a window cut short by a signal is no measure
     double floor = options.collapse_floor_msgs_per_sec;
     if (options.work_ns != 0) {
       floor = std::min(floor, kCollapseFloorFraction * consumers * 1e9 / static_cast<double>(options.work_ns));
@@ -290,7 +305,9 @@ void check_collapse_floor(const Window& w, int consumers, const PointOptions& op
   }
 }
 
-void wait_for_exit(const Records& records, PointResult& r) {
+// Returns false when producers were still inside the send call kProducerExitLimitS after the
+// window: the point is then abandoned (its threads cannot be joined in a bounded time).
+bool wait_for_exit(const Records& records, PointResult& r) {
   auto stop_time = std::chrono::steady_clock::now();
   bool grace_reported = false;
   while (!all_exited(records)) {
@@ -300,8 +317,18 @@ void wait_for_exit(const Records& records, PointResult& r) {
       mark_stalled(r, fmt::format("producers still inside the send call {} s after the deadline", kProducerExitGraceS));
       grace_reported = true;
     }
+    if (seconds_since(stop_time) > kProducerExitLimitS) {
+      const auto inside = std::count_if(records.begin(), records.end(),
+                                        [](const auto& rec) { return !rec->exited.load(std::memory_order_acquire); });
+      r.stall_reason = fmt::format(
+          "{} of {} producers still inside the send call {} s after the deadline: point abandoned, sweep ended", inside,
+          records.size(), kProducerExitLimitS);
+      r.abandoned = true;
+      return false;
+    }
     sleep_ms(1);
   }
+  return true;
 }
 
 // Waits, up to drain_timeout_s, for the consumers to execute everything the producers sent.
@@ -415,16 +442,29 @@ Result<PointResult> run_point(const std::string& mode_name, int producers, int c
   return run_point_with(std::move(mode), mode_name, producers, consumers, options);
 }
 
+// What the threads of one point share. Heap-allocated so that an abandoned point (producers that
+// cannot be joined in a bounded time) can leave it to them: it is then never freed.
+struct PointState {
+  std::unique_ptr<Mode> mode;
+  Sinks sinks;
+  Records records;
+  std::atomic<bool> go{false};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+};
+
 Result<PointResult> run_point_with(std::unique_ptr<Mode> mode, const std::string& mode_name, int producers,
                                    int consumers, const PointOptions& options) {
   NVMUX_ASSERT(mode != nullptr, "run_point_with needs a mode");
   NVMUX_RETURN_IF_ERROR(check_point_shape(producers, consumers, options));
 
-  Sinks sinks = make_sinks(producers, consumers, options);
+  auto st = std::make_unique<PointState>();
+  st->mode = std::move(mode);
+  st->sinks = make_sinks(producers, consumers, options);
   ModeConfig config{producers, consumers, options.lane_capacity, {}};
-  for (auto& s : sinks) config.sinks.push_back(s.get());
-  if (Status s = mode->start(config); !s.ok()) {
-    (void)mode->stop();
+  for (auto& s : st->sinks) config.sinks.push_back(s.get());
+  if (Status s = st->mode->start(config); !s.ok()) {
+    (void)st->mode->stop();
     return s;
   }
 
@@ -433,32 +473,42 @@ Result<PointResult> run_point_with(std::unique_ptr<Mode> mode, const std::string
   r.producers = producers;
   r.consumers = consumers;
 
-  Records records;
-  std::atomic<bool> go{false};
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> threads = start_producers(*mode, producers, consumers, records, go, stop);
-  wait_for_attach(records, r);
+  st->threads = start_producers(*st->mode, producers, consumers, st->records, st->go, st->stop);
+  wait_for_attach(st->records, options, r);
 
-  go.store(true, std::memory_order_release);  // producers start
-  if (!r.stalled) std::this_thread::sleep_for(std::chrono::duration<double>(options.warmup_s));
-  for (auto& s : sinks) s->set_recording(true);
-  const Window window = measure_window(sinks, options, r);
+  st->go.store(true, std::memory_order_release);  // producers start
+  for (auto warm = std::chrono::steady_clock::now();
+       !r.stalled && !check_interrupt(options, r) && seconds_since(warm) < options.warmup_s;) {
+    sleep_ms(1);
+  }
+  for (auto& s : st->sinks) s->set_recording(true);
+  const Window window = measure_window(st->sinks, options, r);
   check_collapse_floor(window, consumers, options, r);
-  for (auto& s : sinks) s->set_recording(false);
-  stop.store(true, std::memory_order_release);  // producers leave their loops
+  for (auto& s : st->sinks) s->set_recording(false);
+  st->stop.store(true, std::memory_order_release);  // producers leave their loops
 
-  wait_for_exit(records, r);
-  for (auto& t : threads) t.join();
-  for (auto& rec : records) r.sent += rec->sent;
+  if (!wait_for_exit(st->records, r)) {
+    // Abandoned: the stuck producers still need the mode's consumers to get out, so nothing is
+    // stopped or freed; the threads are detached and the state is left to them (a deliberate
+    // leak). The window's numbers stand; the caller ends the sweep.
+    for (auto& t : st->threads) t.detach();
+    r.window_msgs = window.exec1 - window.exec0;
+    r.msgs_per_sec = r.seconds > 0 ? static_cast<double>(r.window_msgs) / r.seconds : 0;
+    r.executed = executed_by(st->sinks);
+    (void)st.release();  // NOLINT(bugprone-unused-return-value): owned by the detached threads now
+    return r;
+  }
+  for (auto& t : st->threads) t.join();
+  for (auto& rec : st->records) r.sent += rec->sent;
 
-  drain(sinks, options, r);
+  drain(st->sinks, options, r);
   // A design that cannot stop cleanly (the runtime dropping what it could not run, say) is a result
   // of this point, not a reason to abandon the sweep: its loss shows in `lost`.
-  if (Status stopped = mode->stop(); !stopped.ok()) mark_stalled(r, "stopping the mode: " + stopped.to_string());
-  r.counters = mode->counters();
-  mode.reset();
+  if (Status stopped = st->mode->stop(); !stopped.ok()) mark_stalled(r, "stopping the mode: " + stopped.to_string());
+  r.counters = st->mode->counters();
+  st->mode.reset();
 
-  tally(window, sinks, records, r);
+  tally(window, st->sinks, st->records, r);
   return r;
 }
 
@@ -474,6 +524,8 @@ Result<SweepReport> run_sweep(const SweepOptions& options, const std::function<v
   for (int consumers : options.consumers) {
     for (int producers : options.producers) {
       for (const auto& mode : options.modes) {
+        report.interrupted_by = interrupt_signal(options.point);
+        if (report.interrupted_by != 0) return report;  // the points that ran, the last one cut short
         Progress pr{++index, total, &mode, producers, consumers, nullptr};
         if (progress) progress(pr);
         auto result = run_point(mode, producers, consumers, options.point);
@@ -484,9 +536,14 @@ Result<SweepReport> run_sweep(const SweepOptions& options, const std::function<v
         report.results.push_back(std::move(result).value());
         pr.finished = &report.results.back();
         if (progress) progress(pr);
+        if (report.results.back().abandoned) {  // its threads still run: later points would not measure
+          report.abandoned = true;
+          return report;
+        }
       }
     }
   }
+  report.interrupted_by = interrupt_signal(options.point);  // a signal during the last point
   return report;
 }
 
@@ -523,9 +580,15 @@ nlohmann::json machine_info() {
   return m;
 }
 
-void release_environment() {
+void release_environment(bool threads_left) {
 #if defined(NVMUX_MSGBENCH_HAVE_DPDK)
-  shutdown_dpdk_eal();
+  if (threads_left) {
+    remove_dpdk_runtime_dir();  // rte_eal_cleanup() would free what they still use
+  } else {
+    shutdown_dpdk_eal();
+  }
+#else
+  (void)threads_left;
 #endif
 }
 

@@ -10,6 +10,7 @@
 // own threads and leave none behind). release_environment() is called once, at the end, from
 // the main thread.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -57,6 +58,11 @@ struct PointOptions {
   // Below this many msgs/s in the window a point counts as collapsed: any design that works moves
   // millions a second on its own core. Tests under sanitizers (5-50x slower) lower it.
   double collapse_floor_msgs_per_sec = 10'000;
+  // Interruption: when *interrupt (a signal number, set from a signal handler) becomes non-zero
+  // the point ends at once within its bounds: the attach wait, the warm-up or the window is cut
+  // short, then the producers stop and the drain and stop follow as usual. The result says
+  // interrupted (its window covers the time that ran) and a sweep runs no further point.
+  const std::atomic<int>* interrupt = nullptr;
 };
 
 struct PointResult {
@@ -69,7 +75,12 @@ struct PointResult {
   std::uint64_t p50_ns = 0, p99_ns = 0, p999_ns = 0;  // enqueue-to-execute, inside the window
   double cpu_ms_per_million = 0;                      // process CPU time inside the window per million messages
   bool stalled = false;
-  std::string stall_reason;            // empty unless stalled
+  std::string stall_reason;  // empty unless stalled
+  bool interrupted = false;  // a signal cut the point short (PointOptions::interrupt)
+  // Producers stayed inside the send call past the exit limit (10 s after the window): the point
+  // was abandoned — its threads left running, its mode never stopped, only the window's numbers
+  // and `executed` reported — and the sweep ended. Also stalled.
+  bool abandoned = false;
   std::uint64_t sent = 0;              // enqueued by producers, whole point
   std::uint64_t executed = 0;          // executed by consumers, whole point
   std::uint64_t lost = 0;              // sent but never executed (only when not drained)
@@ -101,7 +112,9 @@ struct Progress {
 struct SweepReport {
   nlohmann::json machine;
   SweepOptions options;
-  std::vector<PointResult> results;
+  std::vector<PointResult> results;  // the points that ran, the last one possibly interrupted
+  int interrupted_by = 0;            // the signal that ended the sweep early, 0 when it ran its course
+  bool abandoned = false;            // the last point was abandoned (PointResult::abandoned): threads left
 };
 
 // Checks a sweep's shape before anything runs. Errors: kInvalidArgument naming the flag, e.g. the
@@ -110,7 +123,9 @@ struct SweepReport {
 Status check_sweep(const SweepOptions& options);
 
 // Runs every (consumers, producers, mode) point, modes interleaved within each producer count.
-// Errors stop the sweep (the points done so far are lost; the caller prints the Status).
+// Errors stop the sweep (the points done so far are lost; the caller prints the Status). An
+// interrupt (PointOptions::interrupt) is not an error: the report holds the points that ran and
+// interrupted_by the signal.
 Result<SweepReport> run_sweep(const SweepOptions& options, const std::function<void(const Progress&)>& progress);
 
 // Machine description for the report: host, CPU model, cores, kernel, TSC rate, DPDK version.
@@ -137,6 +152,9 @@ struct TargetCheck {
 std::vector<TargetCheck> check_targets(const SweepReport& report);
 
 // Releases process-wide state the modes set up lazily (the DPDK EAL). Call once before exit.
-void release_environment();
+// threads_left: an abandoned point's threads still run (SweepReport::abandoned); the EAL is then
+// not cleaned up under them, only its runtime directory removed, and the caller must end the
+// process with std::_Exit once its output is flushed.
+void release_environment(bool threads_left = false);
 
 }  // namespace nvmux::msgbench

@@ -242,6 +242,12 @@ std::string format_table(const SweepReport& report) {
   std::string out;
   const auto& o = report.options;
   bool have_spdk = std::find(o.modes.begin(), o.modes.end(), "spdk") != o.modes.end();
+  if (report.interrupted_by != 0) {
+    out += fmt::format(
+        "\nnvmux-msgbench: INTERRUPTED by signal {} after {} of {} points: the results cover the points that ran; "
+        "a point cut short says interrupted\n",
+        report.interrupted_by, report.results.size(), o.modes.size() * o.producers.size() * o.consumers.size());
+  }
   for (int c : consumer_counts(report)) {
     std::string lanes = o.point.lane_capacity != 0 ? fmt::format(" | {}-slot lanes", o.point.lane_capacity) : "";
     out +=
@@ -257,7 +263,9 @@ std::string format_table(const SweepReport& report) {
         if (r == nullptr) continue;
         std::string vs;
         if (spdk != nullptr) vs = spdk->msgs_per_sec > 0 ? fmt_ratio(r->msgs_per_sec / spdk->msgs_per_sec) : "inf";
-        std::string status = r->stalled ? "STALLED: " + r->stall_reason : "ok";
+        std::string status = r->stalled       ? "STALLED: " + r->stall_reason
+                             : r->interrupted ? fmt::format("interrupted: a {:.2f} s window", r->seconds)
+                                              : "ok";
         if (!r->stalled && (r->lost != 0 || r->out_of_order != 0 || r->unbalanced_pairs != 0)) {
           status = fmt::format("CHECK FAILED: lost {} out-of-order {} unbalanced pairs {}", r->lost, r->out_of_order,
                                r->unbalanced_pairs);
@@ -282,6 +290,9 @@ nlohmann::json to_json(const SweepReport& report) {
   const auto& o = report.options;
   nlohmann::json j;
   j["machine"] = report.machine;
+  j["interrupted"] = report.interrupted_by != 0;
+  j["interrupted_by_signal"] = report.interrupted_by;
+  j["abandoned"] = report.abandoned;
   j["params"] = {{"modes", o.modes},
                  {"producers", o.producers},
                  {"consumers", o.consumers},
@@ -304,6 +315,8 @@ nlohmann::json to_json(const SweepReport& report) {
                             {"cpu_ms_per_million", r.cpu_ms_per_million},
                             {"stalled", r.stalled},
                             {"stall_reason", r.stall_reason},
+                            {"interrupted", r.interrupted},
+                            {"abandoned", r.abandoned},
                             {"window_s", r.seconds},
                             {"window_msgs", r.window_msgs},
                             {"sent", r.sent},
