@@ -508,11 +508,16 @@ TEST_F(ServiceSharedQpair, ADepth1ClientIsNotStuckBehindADepth256Client) {
   heavy.join();
   ASSERT_TRUE(heavy_error.empty()) << heavy_error;
   ASSERT_EQ(shared.size(), static_cast<std::size_t>(kReads));
+  const std::uint64_t alone_median = median_of(alone), shared_median = median_of(shared);
+#if !defined(NVMUX_SANITIZED)
+  // Timing is asserted in optimised builds only: under a sanitizer the daemon's owner is CPU-bound
+  // (5-20x slower) and the device latency no longer dominates, so the ratio would measure the
+  // instrumentation. There the test still checks that every request of both clients completes.
   // The heavy client really was flooding the queue pair meanwhile: far more than the light one.
   EXPECT_GT(heavy_during, static_cast<std::uint64_t>(kReads) * 10);
-  const std::uint64_t alone_median = median_of(alone), shared_median = median_of(shared);
   EXPECT_LE(shared_median, 3 * alone_median) << "depth-1 median alone " << alone_median / 1000 << " us, beside "
                                              << "the depth-256 client " << shared_median / 1000 << " us";
+#endif
   std::printf("depth-1 median: alone %.1f us, beside a depth-256 client %.1f us (it completed %llu reads meanwhile)\n",
               static_cast<double>(alone_median) / 1e3, static_cast<double>(shared_median) / 1e3,
               static_cast<unsigned long long>(heavy_during));
