@@ -9,6 +9,7 @@
 #include "nvmux/common/counter.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
+#include "nvmux/common/tsc_clock.hpp"
 
 namespace nvmux::detail {
 
@@ -137,18 +138,22 @@ void Reactor::run() {
   last_busy_us_ = now_us;
   next_sched_us_ = now_us + options.scheduler_period_us;
   std::uint64_t idle_polls = 0;
+  const TscClock& clock = TscClock::instance();
   while (true) {
     adopt_incoming();
-    now_us = runtime_.now_us();
-    std::uint64_t start_tsc = read_tsc();
+    // One TSC read serves the clock (multiply-shift, no clock_gettime) and the accounting; each
+    // thread's poll then reads it once more, at its end, and hands that on to the next.
+    const std::uint64_t start_tsc = read_tsc();
+    now_us = clock.now_ns_at(start_tsc) / 1000;
+    std::uint64_t tsc = start_tsc;
     bool busy = false;
-    for (Thread* thread : threads_) busy |= thread->poll(now_us);
+    for (Thread* thread : threads_) busy |= thread->poll(now_us, tsc);
+    const std::uint64_t spent = tsc - start_tsc;  // the iteration's work ends with its last poll
     handle_moves_and_exits();
     if (dynamic && now_us >= next_sched_us_) {
       runtime_.run_scheduler();
       next_sched_us_ = now_us + options.scheduler_period_us;
     }
-    std::uint64_t spent = read_tsc() - start_tsc;
     single_writer_add(busy ? busy_tsc : idle_tsc, spent);
     single_writer_add(iterations, 1);
     if (exit_requested_.load(std::memory_order_acquire)) break;  // pairs with request_exit's release

@@ -10,6 +10,7 @@
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/fence.hpp"
 #include "nvmux/common/log.hpp"
+#include "nvmux/common/tsc_clock.hpp"
 #include "reactor.hpp"
 
 namespace nvmux {
@@ -120,7 +121,7 @@ bool Runtime::started() const {
   return s == State::kRunning || s == State::kStopping;
 }
 
-std::uint64_t Runtime::now_us() const { return monotonic_ns() / 1000; }
+std::uint64_t Runtime::now_us() const { return TscClock::instance().now_ns() / 1000; }
 
 Result<Thread*> Runtime::create_thread(std::string name, std::optional<int> bound_core) {
   return add_thread(std::move(name), bound_core, false);

@@ -130,11 +130,16 @@ Status Thread::exit() {
 }
 
 bool Thread::poll(std::uint64_t now_us) {
+  std::uint64_t tsc = read_tsc();
+  return poll(now_us, tsc);
+}
+
+bool Thread::poll(std::uint64_t now_us, std::uint64_t& tsc) {
   if (state_.load(std::memory_order_relaxed) == ThreadState::kExited) return false;
   Thread* previous = tl_current_thread;
   tl_current_thread = this;
   now_us_ = now_us;
-  std::uint64_t start_tsc = read_tsc();
+  const std::uint64_t start_tsc = tsc;
 
   bool busy = drain_lanes() != 0;
   if (state_.load(std::memory_order_relaxed) == ThreadState::kRunning) busy |= run_pollers(now_us);
@@ -144,8 +149,8 @@ bool Thread::poll(std::uint64_t now_us) {
   }
   if (state_.load(std::memory_order_relaxed) == ThreadState::kExiting && !has_pending_work()) finish_exit();
 
-  std::uint64_t spent = read_tsc() - start_tsc;
-  single_writer_add(busy ? busy_tsc_ : idle_tsc_, spent);
+  tsc = read_tsc();
+  single_writer_add(busy ? busy_tsc_ : idle_tsc_, tsc - start_tsc);
   single_writer_add(polls_, 1);
   tl_current_thread = previous;
   return busy;
