@@ -66,6 +66,10 @@ Status validate(const RuntimeOptions& o) {
   if (o.max_sleep_us < 100 || o.max_sleep_us > 600'000'000) {
     return invalid(fmt::format("RuntimeOptions.max_sleep_us is {}: it must be in [100, 600000000]", o.max_sleep_us));
   }
+  if (o.blocked_sender_recheck_us < 100 || o.blocked_sender_recheck_us > 600'000'000) {
+    return invalid(fmt::format("RuntimeOptions.blocked_sender_recheck_us is {}: it must be in [100, 600000000]",
+                               o.blocked_sender_recheck_us));
+  }
   if (o.stop_drain_timeout_us > 600'000'000) {
     return invalid(
         fmt::format("RuntimeOptions.stop_drain_timeout_us is {}: at most 600000000", o.stop_drain_timeout_us));
@@ -438,6 +442,7 @@ RuntimeStats Runtime::stats() const {
     ls.sent = lane->sent.load(std::memory_order_relaxed);
     ls.messages = lane->executed.load(std::memory_order_relaxed);
     ls.full_events = lane->full_events.load(std::memory_order_relaxed);
+    ls.sender_sleeps = lane->sender_sleeps.load(std::memory_order_relaxed);
     ls.dropped = lane->dropped.load(std::memory_order_relaxed);
     ls.sender_gone = lane->sender_gone.load(std::memory_order_relaxed);
     ls.batch_size = HistogramSummary::of(lane->batch_sizes);
