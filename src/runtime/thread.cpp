@@ -141,7 +141,8 @@ bool Thread::poll(std::uint64_t now_us, std::uint64_t& tsc) {
   now_us_ = now_us;
   const std::uint64_t start_tsc = tsc;
 
-  bool busy = drain_lanes() != 0;
+  last_poll_messages_ = drain_lanes();
+  bool busy = last_poll_messages_ != 0;
   if (state_.load(std::memory_order_relaxed) == ThreadState::kRunning) busy |= run_pollers(now_us);
   if (pollers_dirty_) {
     std::erase_if(pollers_, [](const std::unique_ptr<Poller>& p) { return p->unregistered_; });

@@ -161,6 +161,7 @@ class alignas(kCacheLineBytes) Thread {
   std::vector<std::unique_ptr<Poller>> pollers_;
   bool pollers_dirty_ = false;
   std::uint64_t now_us_ = 0;
+  std::size_t last_poll_messages_ = 0;  // drained (run or forwarded) by the last poll, for the reactor's pacing
 
   // New lanes, added by senders (rare; locked), adopted by the owner at its next poll.
   std::mutex pending_mutex_;
