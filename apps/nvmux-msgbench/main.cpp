@@ -100,7 +100,8 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_option("--lane-capacity", options.point.lane_capacity,
                  "lanes modes: slots per lane, a power of two (default: the runtime's, 1024)");
   app.add_option("--json", json_path, "write the results as JSON to FILE");
-  app.add_option("--svg", svg_path, "write the charts (SVG: throughput, p99 latency and CPU per message against producers) to FILE");
+  app.add_option("--svg", svg_path,
+                 "write the charts (SVG: throughput, p99 latency and CPU per message against producers) to FILE");
   app.add_flag("--list-modes", list, "list the modes and whether each is built, then exit");
   app.add_flag("--quiet", quiet, "no progress line on stderr (it is drawn only on a terminal anyway)");
   try {

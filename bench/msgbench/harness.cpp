@@ -523,8 +523,8 @@ Result<SweepReport> run_sweep(const SweepOptions& options, const std::function<v
   report.options = options;
   report.machine = machine_info();
   const std::size_t mode_count = options.modes.size();
-  std::size_t total = mode_count * options.producers.size() * options.consumers.size() *
-                      static_cast<std::size_t>(options.reps);
+  std::size_t total =
+      mode_count * options.producers.size() * options.consumers.size() * static_cast<std::size_t>(options.reps);
   std::size_t index = 0;
   for (int consumers : options.consumers) {
     for (int producers : options.producers) {

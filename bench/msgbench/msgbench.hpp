@@ -151,10 +151,10 @@ struct PointSummary {
   std::string mode;
   int producers = 0;
   int consumers = 0;
-  int reps = 0;          // repetitions that ran
-  int stalled_reps = 0;  // of which stalled
-  std::string stall_reason;  // the first stalled repetition's
-  bool interrupted = false;  // a repetition was cut short by a signal
+  int reps = 0;                                                    // repetitions that ran
+  int stalled_reps = 0;                                            // of which stalled
+  std::string stall_reason;                                        // the first stalled repetition's
+  bool interrupted = false;                                        // a repetition was cut short by a signal
   std::uint64_t lost = 0, out_of_order = 0, unbalanced_pairs = 0;  // summed over repetitions
   Spread msgs_per_sec, p50_ns, p99_ns, p999_ns, cpu_ms_per_million;
   bool stalled() const { return 2 * stalled_reps > reps; }  // a majority of its repetitions stalled
@@ -179,9 +179,9 @@ std::string render_svg(const SweepReport& report);
 // their own, give the same verdict. Missing points: not evaluated.
 struct TargetCheck {
   std::string what;
-  double ratio = 0;       // from the medians
-  double target = 0;      // the bound on the ratio
-  bool at_most = false;   // met when ratio <= target (else ratio >= target)
+  double ratio = 0;      // from the medians
+  double target = 0;     // the bound on the ratio
+  bool at_most = false;  // met when ratio <= target (else ratio >= target)
   bool evaluated = false;
   bool met = false;
   int reps_compared = 0;  // repetitions in which both sides ran

@@ -11,8 +11,7 @@
 namespace nvmux::msgbench {
 namespace {
 
-const PointResult* find_rep(const SweepReport& report, const std::string& mode, int producers, int consumers,
-                            int rep) {
+const PointResult* find_rep(const SweepReport& report, const std::string& mode, int producers, int consumers, int rep) {
   for (const auto& r : report.results) {
     if (r.mode == mode && r.producers == producers && r.consumers == consumers && r.rep == rep) return &r;
   }
@@ -95,15 +94,15 @@ const char* colour_of(const std::string& mode) {
 // ---- the metrics the targets and the charts compare ----
 
 struct Metric {
-  const char* name;                    // in target names and CSS classes
+  const char* name;                      // in target names and CSS classes
   double (*of_rep)(const PointResult&);  // one repetition's value
-  const Spread PointSummary::*spread;  // the summary's median and spread
-  const char* unit;                    // for target details
-  double detail_scale;                 // the detail shows value / scale
+  const Spread PointSummary::*spread;    // the summary's median and spread
+  const char* unit;                      // for target details
+  double detail_scale;                   // the detail shows value / scale
 };
 
-const Metric kThroughput{"throughput", [](const PointResult& r) { return r.msgs_per_sec; },
-                         &PointSummary::msgs_per_sec, "M msgs/s", 1e6};
+const Metric kThroughput{"throughput", [](const PointResult& r) { return r.msgs_per_sec; }, &PointSummary::msgs_per_sec,
+                         "M msgs/s", 1e6};
 const Metric kCpu{"CPU per message", [](const PointResult& r) { return r.cpu_ms_per_million; },
                   &PointSummary::cpu_ms_per_million, "ms/M", 1};
 const Metric kP99{"p99", [](const PointResult& r) { return static_cast<double>(r.p99_ns); }, &PointSummary::p99_ns,
@@ -139,8 +138,8 @@ TargetCheck ratio_check(const SweepReport& report, const std::vector<PointSummar
     ++t.reps_compared;
     if (verdict(ratio_of(metric.of_rep(*ra), metric.of_rep(*rb)), target, at_most) == t.met) ++t.reps_agreeing;
   }
-  t.detail = fmt::format("{} / {} {}", compact(va / metric.detail_scale), compact(vb / metric.detail_scale),
-                         metric.unit);
+  t.detail =
+      fmt::format("{} / {} {}", compact(va / metric.detail_scale), compact(vb / metric.detail_scale), metric.unit);
   if (sa->stalled()) t.detail += fmt::format(" ({} stalled)", a);
   if (sb->stalled() && sb != sa) t.detail += fmt::format(" ({} stalled)", b);
   return t;
@@ -446,10 +445,10 @@ std::string format_table(const SweepReport& report) {
   for (int c : consumer_counts(report)) {
     std::string lanes = o.point.lane_capacity != 0 ? fmt::format(" | {}-slot lanes", o.point.lane_capacity) : "";
     std::string medians = spreads ? fmt::format(" | medians of {} repetitions [min-max]", reps) : "";
-    out += fmt::format("\n== {} consumer{} | {:.1f} s per point{} | {} ns work per message{} | {} on {} cores\n", c,
-                       c == 1 ? "" : "s", o.point.duration_s, medians, o.point.work_ns, lanes,
-                       report.machine.value("cpu", std::string("unknown CPU")),
-                       report.machine.value("online_cores", 0));
+    out +=
+        fmt::format("\n== {} consumer{} | {:.1f} s per point{} | {} ns work per message{} | {} on {} cores\n", c,
+                    c == 1 ? "" : "s", o.point.duration_s, medians, o.point.work_ns, lanes,
+                    report.machine.value("cpu", std::string("unknown CPU")), report.machine.value("online_cores", 0));
     if (spreads) {
       out += fmt::format("{:>9}  {:<17}{:>10} {:<14}{:>11}{:>11} {:<14}{:>11}{:>10} {:<14}{:>9}  {}\n", "producers",
                          "mode", "M msgs/s", "[min-max]", "p50 ns", "p99 ns", "[min-max]", "p99.9 ns", "cpu ms/M",
@@ -478,11 +477,11 @@ std::string format_table(const SweepReport& report) {
                                r->unbalanced_pairs);
         }
         if (spreads) {
-          out += fmt::format("{:>9}  {:<17}{:>10.3f} {:<14}{:>11.0f}{:>11.0f} {:<14}{:>11.0f}{:>10.1f} {:<14}{:>9}  {}\n",
-                             p, mode, r->msgs_per_sec.median / 1e6, "[" + range_of(r->msgs_per_sec, 1e6) + "]",
-                             r->p50_ns.median, r->p99_ns.median, "[" + range_of(r->p99_ns, 1) + "]",
-                             r->p999_ns.median, r->cpu_ms_per_million.median,
-                             "[" + range_of(r->cpu_ms_per_million, 1) + "]", vs, status);
+          out +=
+              fmt::format("{:>9}  {:<17}{:>10.3f} {:<14}{:>11.0f}{:>11.0f} {:<14}{:>11.0f}{:>10.1f} {:<14}{:>9}  {}\n",
+                          p, mode, r->msgs_per_sec.median / 1e6, "[" + range_of(r->msgs_per_sec, 1e6) + "]",
+                          r->p50_ns.median, r->p99_ns.median, "[" + range_of(r->p99_ns, 1) + "]", r->p999_ns.median,
+                          r->cpu_ms_per_million.median, "[" + range_of(r->cpu_ms_per_million, 1) + "]", vs, status);
         } else {
           out += fmt::format("{:>9}  {:<17}{:>10.3f}{:>12.0f}{:>12.0f}{:>12.0f}{:>13.1f}{:>10}  {}\n", p, mode,
                              r->msgs_per_sec.median / 1e6, r->p50_ns.median, r->p99_ns.median, r->p999_ns.median,
@@ -556,16 +555,16 @@ nlohmann::json to_json(const SweepReport& report) {
   auto spread = [](const Spread& s) { return nlohmann::json{{"median", s.median}, {"min", s.min}, {"max", s.max}}; };
   j["summary"] = nlohmann::json::array();
   for (const auto& s : summarize(report)) {
-    j["summary"].push_back({{"mode", s.mode},
-                            {"producers", s.producers},
-                            {"consumers", s.consumers},
-                            {"reps", s.reps},
-                            {"stalled_reps", s.stalled_reps},
-                            {"stalled", s.stalled()},
-                            {"msgs_per_sec", spread(s.msgs_per_sec)},
-                            {"latency_ns",
-                             {{"p50", spread(s.p50_ns)}, {"p99", spread(s.p99_ns)}, {"p999", spread(s.p999_ns)}}},
-                            {"cpu_ms_per_million", spread(s.cpu_ms_per_million)}});
+    j["summary"].push_back(
+        {{"mode", s.mode},
+         {"producers", s.producers},
+         {"consumers", s.consumers},
+         {"reps", s.reps},
+         {"stalled_reps", s.stalled_reps},
+         {"stalled", s.stalled()},
+         {"msgs_per_sec", spread(s.msgs_per_sec)},
+         {"latency_ns", {{"p50", spread(s.p50_ns)}, {"p99", spread(s.p99_ns)}, {"p999", spread(s.p999_ns)}}},
+         {"cpu_ms_per_million", spread(s.cpu_ms_per_million)}});
   }
   j["targets"] = nlohmann::json::array();
   for (const auto& t : check_targets(report)) {

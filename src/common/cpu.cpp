@@ -125,8 +125,8 @@ TscClock TscClock::calibrate(Source preferred) {
   nanosleep(&pause, nullptr);
   ClockPair second = tightest_pair();
   if (second.ns > first.ns && second.tsc > first.tsc) {
-    long double hz = static_cast<long double>(second.tsc - first.tsc) * 1e9L /
-                     static_cast<long double>(second.ns - first.ns);
+    long double hz =
+        static_cast<long double>(second.tsc - first.tsc) * 1e9L / static_cast<long double>(second.ns - first.ns);
     if (plausible_tsc_hz(hz)) {
       constexpr long double kOne = static_cast<long double>(std::uint64_t{1} << kShift);
       clock.tsc_hz_ = static_cast<std::uint64_t>(hz);

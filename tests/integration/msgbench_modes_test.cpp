@@ -152,7 +152,7 @@ TEST(MsgbenchModes, RepetitionsRunEveryModeOnceEachWithTheFirstModeRotating) {
     EXPECT_EQ(p.total, 6u);
   });
   ASSERT_TRUE(report.ok()) << report.status().to_string();
-  const std::vector<std::pair<int, std::string>> expected{{0, "mutex"}, {0, other}, {1, other},
+  const std::vector<std::pair<int, std::string>> expected{{0, "mutex"}, {0, other},   {1, other},
                                                           {1, "mutex"}, {2, "mutex"}, {2, other}};
   EXPECT_EQ(started, expected);
   ASSERT_EQ(report->results.size(), 6u);

@@ -66,10 +66,10 @@ class TscClock {
 
   Source source_ = Source::kMonotonic;
   std::uint64_t tsc_hz_ = 1'000'000'000;
-  std::uint64_t ns_per_tick_q32_ = std::uint64_t{1} << kShift;  // 1e9 / hz, in 32.32 fixed point
+  std::uint64_t ns_per_tick_q32_ = std::uint64_t{1} << kShift;   // 1e9 / hz, in 32.32 fixed point
   std::uint64_t ticks_per_ns_q32_ = std::uint64_t{1} << kShift;  // hz / 1e9, in 32.32 fixed point
-  std::uint64_t origin_tsc_ = 0;                                // TSC at calibration
-  std::uint64_t origin_ns_ = 0;                                 // CLOCK_MONOTONIC at that TSC
+  std::uint64_t origin_tsc_ = 0;                                 // TSC at calibration
+  std::uint64_t origin_ns_ = 0;                                  // CLOCK_MONOTONIC at that TSC
 };
 
 // Whether this CPU reports an invariant TSC (constant rate, runs through idle states).

@@ -99,9 +99,9 @@ TEST(MsgbenchTargets, RatiosAreComputedFromTheRightPoints) {
 TEST(MsgbenchTargets, MissedTargetsAndMissingPointsAreReportedAsSuch) {
   auto rep = sample_report();
   for (auto& r : rep.results) {
-    if (r.mode == "lanes" && r.producers == 8) r.msgs_per_sec = 15e6;  // 0.75x moodycamel
+    if (r.mode == "lanes" && r.producers == 8) r.msgs_per_sec = 15e6;       // 0.75x moodycamel
     if (r.mode == "lanes" && r.producers == 1) r.cpu_ms_per_million = 120;  // above moodycamel's 100
-    if (r.mode == "lanes" && r.producers == 2) r.p99_ns = 40'000;      // worse than spdk
+    if (r.mode == "lanes" && r.producers == 2) r.p99_ns = 40'000;           // worse than spdk
   }
   rep.results.erase(std::remove_if(rep.results.begin(), rep.results.end(),
                                    [](const mb::PointResult& r) { return r.mode == "lanes" && r.producers == 64; }),
@@ -249,7 +249,7 @@ TEST(MsgbenchSummary, TargetsUseTheMediansAndCountTheRepetitionsThatAgree) {
 TEST(MsgbenchSummary, TheTableShowsMediansSpreadsAndAgreement) {
   std::string t = mb::format_table(five_reps());
   EXPECT_NE(t.find("medians of 5 repetitions"), std::string::npos) << t;
-  EXPECT_NE(t.find("[15-26]"), std::string::npos) << t;   // lanes' throughput spread, M msgs/s
+  EXPECT_NE(t.find("[15-26]"), std::string::npos) << t;  // lanes' throughput spread, M msgs/s
   EXPECT_NE(t.find("ok (stalled in 1/5: collapsed)"), std::string::npos) << t;
   EXPECT_NE(t.find(" 3/5 "), std::string::npos) << t;  // agreement of the throughput target
   EXPECT_NE(t.find("evaluated targets met"), std::string::npos) << t;

@@ -137,8 +137,8 @@ TEST(SendDeterministic, ASleepingSenderIsWokenOnceHalfItsLaneIsFree) {
     lane->producer_waiting.store(1);  // the sender armed its flag, saw the lane full, and sleeps
     for (int poll = 1; poll < c.wake_at_poll; ++poll) {
       ASSERT_TRUE(rt->poll_thread(*t, 0).value());
-      EXPECT_EQ(lane->producer_waiting.load(), 1u) << "poll " << poll << ": " << ran << " of " << c.capacity
-                                                   << " slots free, the sender sleeps on";
+      EXPECT_EQ(lane->producer_waiting.load(), 1u)
+          << "poll " << poll << ": " << ran << " of " << c.capacity << " slots free, the sender sleeps on";
     }
     ASSERT_TRUE(rt->poll_thread(*t, 0).value());
     EXPECT_EQ(lane->producer_waiting.load(), 0u) << ran << " of " << c.capacity << " free: the sender is woken";
