@@ -172,6 +172,8 @@ TEST_F(Service, SubmitRefusesWhatTheLibraryCanCheck) {
   EXPECT_FALSE(client->buf_free(private_memory.data()));
   EXPECT_TRUE(client->buf_free(buf));
   EXPECT_FALSE(client->buf_free(buf));  // twice
+  EXPECT_EQ(client->buf_alloc(client->arena_bytes() + 1), nullptr);
+  EXPECT_EQ(client->buf_alloc(SIZE_MAX), nullptr);  // rounding up to a page must not wrap to 0
 }
 
 TEST_F(Service, TheDaemonChecksEveryDescriptorFieldItself) {
