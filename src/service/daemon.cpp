@@ -192,7 +192,11 @@ std::string Daemon::ready_line() const {
 DaemonCounters Daemon::counters() const {
   DaemonCounters c;
   c.sessions = sessions_.size();
-  for (const auto& [id, s] : sessions_) c.queues += s->queue_count;
+  for (const auto& [id, s] : sessions_) {
+    c.queues += s->queue_count;
+    c.session_memory_bytes += s->memory.size();
+  }
+  c.registered_regions = controller_->registered_regions();
   for (const auto& o : owners_) c.in_flight += o->in_flight();
   c.sessions_closed = sessions_closed_;
   c.sessions_refused = sessions_refused_;

@@ -116,6 +116,7 @@ Result<OwnerStats> Owner::stats() {
     out.queues = static_cast<std::uint32_t>(queues_.size());
     out.qid = qpair_->qid();
     out.qpair = qpair_->stats();
+    out.latency_tsc = latency_tsc_;
     return {};
   }));
   return out;
@@ -145,6 +146,7 @@ PollerResult Owner::poll() {
   }
   if (n != 0) next_queue_ = (next_queue_ + 1) % n;
   if (qpair_->outstanding() != 0 || qpair_->state() == nvme::QueuePair::State::kFailed) {
+    reap_tsc_ = read_tsc();  // one clock read stamps every completion this call reaps
     auto reaped = qpair_->process_completions();
     if (reaped.ok()) {
       work += *reaped;
@@ -207,7 +209,13 @@ std::uint32_t Owner::drain(ServiceQueue& q) {
   room = std::min<std::uint64_t>(room, kDrainBatch);
   if (room == 0) return 0;
   // The consumer is untrusted: handle() gets a private copy of each descriptor.
-  std::size_t got = q.sq.consume([this, &q](IoDescriptor& d) { handle(q, d); }, static_cast<std::size_t>(room));
+  std::uint64_t drained_tsc = 0;  // read once per batch, and only for a batch that has something
+  std::size_t got = q.sq.consume(
+      [this, &q, &drained_tsc](IoDescriptor& d) {
+        if (drained_tsc == 0) drained_tsc = read_tsc();
+        handle(q, d, drained_tsc);
+      },
+      static_cast<std::size_t>(room));
   if (q.sq.failed()) fail_queue(q, q.sq.status().message());
   return static_cast<std::uint32_t>(got);
 }
@@ -216,7 +224,7 @@ int Owner::validate(const ServiceQueue& q, const IoDescriptor& d) const {
   return validate_descriptor(d, ValidationContext{q.namespaces, *q.grant, q.arena_bytes, qpair_->max_transfer_bytes()});
 }
 
-void Owner::handle(ServiceQueue& q, const IoDescriptor& d) {
+void Owner::handle(ServiceQueue& q, const IoDescriptor& d, std::uint64_t drained_tsc) {
   int refused = validate(q, d);
   if (refused != 0) {
     single_writer_add(q.counters.refused);
@@ -228,6 +236,7 @@ void Owner::handle(ServiceQueue& q, const IoDescriptor& d) {
   free_requests_.pop_back();
   r->queue = &q;
   r->tag = d.tag;
+  r->drained_tsc = drained_tsc;
   Status s;
   auto op = static_cast<IoOpcode>(d.opcode);
   const nvme::NamespaceInfo& ns = q.namespaces[d.nsid - 1];  // accepted: nsid names a namespace
@@ -259,6 +268,10 @@ void Owner::on_complete(void* ctx, const nvme::IoCompletion& c) {
   Owner* o = r->owner;
   ServiceQueue& q = *r->queue;
   single_writer_add(o->in_flight_, static_cast<std::uint64_t>(-1));  // wraps: minus one
+  // Only a completion outside a reap (a queue pair destroyed at shutdown) can predate the stamp.
+  const std::uint64_t latency = o->reap_tsc_ > r->drained_tsc ? o->reap_tsc_ - r->drained_tsc : 0;
+  q.counters.latency_tsc.record(latency);
+  o->latency_tsc_.record(latency);
   std::uint16_t nvme_status =
       c.status.code() == StatusCode::kIoError ? static_cast<std::uint16_t>((c.cqe.sct() << 8) | c.cqe.sc()) : 0;
   if (c.status.ok() && r->opcode == IoOpcode::kRead) {

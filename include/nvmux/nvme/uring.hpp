@@ -106,6 +106,7 @@ class UringController final : public Controller {
   Result<std::unique_ptr<QueuePair>> create_io_qpair(const QueuePairOptions& options) override;
   Result<DmaBuffer> dma_alloc(std::size_t bytes, std::size_t align = kPageBytes) override;
   Result<ForeignRegion> register_memory(std::span<std::byte> memory) override;
+  std::size_t registered_regions() const override { return arena_->foreign_regions_in_use(); }
   Result<CompletionEntry> admin_command(const SubmissionEntry& command, IoVec data) override;
 
   // Sum over live and closed queue pairs. Any thread.
