@@ -603,6 +603,7 @@ void Daemon::close_session(std::uint64_t id, const std::string& why) {
   }
   ::close(s.socket);
   sessions_.erase(it);  // unregisters the arena, then unmaps the memfd
+  for (const auto& o : owners_) o->on_memory_unregistered();
 }
 
 }  // namespace nvmux::service

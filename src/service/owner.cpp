@@ -129,6 +129,13 @@ Status Owner::close(ServiceQueue* queue) {
   });
 }
 
+void Owner::on_memory_unregistered() {
+  // Best effort: a full lane only delays the release to the queue pair's next command.
+  (void)try_send_msg(*thread_, [this] {
+    if (qpair_->state() == nvme::QueuePair::State::kActive) (void)qpair_->process_completions();
+  });
+}
+
 void Owner::on_wake_fd() {
   std::uint64_t count = 0;
   while (::read(wake_fd_, &count, sizeof(count)) > 0) {

@@ -90,6 +90,10 @@ class Owner {
   // queue->on_closed on the owner thread and frees it.
   Status close(ServiceQueue* queue);
 
+  // Any thread: a session's arena was unregistered; one poll of the queue pair lets a backend that
+  // pins registered memory (uring's buffer table) let go of it now, not at the next command.
+  void on_memory_unregistered();
+
   // The eventfd clients write to wake this owner (the control thread watches it).
   int wake_fd() const { return wake_fd_; }
   // Control thread: the eventfd fired; wakes the owner's Thread.
