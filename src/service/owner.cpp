@@ -176,9 +176,11 @@ PollerResult Owner::poll() {
   }
   if (!armed_ && qpair_->outstanding() == 0 && now - last_work_tsc_ >= arm_idle_after_tsc_) {
     arm_idle(true);
-    // Re-check after arming (Dekker with the client's push + fence + check).
+    // Re-check after arming (Dekker with the client's push + fence + check). Descriptors its CQ
+    // has no room for are not work: a client that stops reading its CQ must not keep us spinning
+    // (its next push or kick wakes us).
     for (auto& q : queues_) {
-      if (!q->closing && !q->failed && q->sq.refresh_available() != 0) {
+      if (!q->closing && !q->failed && q->sq.refresh_available() != 0 && room_for(*q) != 0) {
         arm_idle(false);
         return PollerResult::kBusy;
       }
@@ -203,7 +205,7 @@ void Owner::arm_idle(bool arm) {
   full_fence();  // flags before the re-check of the SQs
 }
 
-std::uint32_t Owner::drain(ServiceQueue& q) {
+std::uint64_t Owner::room_for(ServiceQueue& q) {
   // Accept only what is sure to fit: every accepted request needs one CQ slot, and the qpair needs
   // a free command id.
   std::uint64_t cq_free = q.cq.refresh_free();
@@ -213,7 +215,11 @@ std::uint32_t Owner::drain(ServiceQueue& q) {
   }
   std::uint64_t room = cq_free > q.in_flight ? cq_free - q.in_flight : 0;
   room = std::min<std::uint64_t>(room, free_requests_.size());
-  room = std::min<std::uint64_t>(room, kDrainBatch);
+  return std::min<std::uint64_t>(room, kDrainBatch);
+}
+
+std::uint32_t Owner::drain(ServiceQueue& q) {
+  const std::uint64_t room = room_for(q);
   if (room == 0) return 0;
   // The consumer is untrusted: handle() gets a private copy of each descriptor.
   std::uint64_t drained_tsc = 0;  // read once per batch, and only for a batch that has something

@@ -111,6 +111,9 @@ class Owner {
   Owner() = default;
   PollerResult poll();
   std::uint32_t drain(ServiceQueue& q);
+  // How many descriptors `q` may hand over now (CQ room, free requests, the batch); 0 also when
+  // its CQ turned out corrupt (the queue is failed then).
+  std::uint64_t room_for(ServiceQueue& q);
   // `drained_tsc`: when the batch holding `d` was taken from the SQ.
   void handle(ServiceQueue& q, const IoDescriptor& d, std::uint64_t drained_tsc);
   // 0 or -errno for a descriptor copied out of shared memory (validate_descriptor against the
