@@ -11,10 +11,10 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include "cli.hpp"
 
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/service/protocol.hpp"
@@ -191,14 +191,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_option("--interval-ms", interval_ms, "refresh period (and, with --once, the rate window)")
       ->capture_default_str();
   app.add_flag("--once", once, "print every view once and exit (for scripts)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "nvmux-top: %s (see --help)\n", e.what());
-    return 2;
-  }
+  if (auto done = nvmux::apps::parse_command_line(app, "nvmux-top", argc, argv)) return *done;
   if (interval_ms < 100 || interval_ms > 60'000) {
     std::fprintf(stderr, "nvmux-top: --interval-ms %d: 100..60000\n", interval_ms);
     return 2;
