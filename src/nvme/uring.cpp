@@ -108,10 +108,11 @@ class UringController::Transport final : public QueueTransport {
   std::atomic<std::uint32_t>& sq_tail_doorbell() override { return sq_tail_doorbell_; }
   std::atomic<std::uint32_t>& cq_head_doorbell() override { return cq_head_doorbell_; }
 
-  void poll() override {
+  bool poll() override {
     fetch_and_submit();
     reap();
     post_waiting();
+    return true;
   }
 
   Status reset() override {
