@@ -59,3 +59,6 @@ nvmux_vm_test(vm_uring_nvme_data_suite
 nvmux_vm_test(vm_uring_nvme_perf_randrw_verify ${vm_check} --want " 0 mismatching blocks" --
   $<TARGET_FILE:nvmux-perf> --backend uring --ns bdev:/dev/nvme0n2 -w randrw --verify -t 5 -q 32)
 
+# scripts/nvmux-setup moves a controller to nvme and back, and refuses one with a mounted namespace.
+nvmux_vm_test(vm_nvmux_setup_binds_and_refuses
+  ${PROJECT_SOURCE_DIR}/tests/vm/nvmux-setup-test ${PROJECT_SOURCE_DIR}/scripts/nvmux-setup)
