@@ -139,6 +139,40 @@ Status delete_io_queues(Controller& ctrl, std::uint16_t qid) {
   return {};
 }
 
+Result<QueueMemory> alloc_queue_memory(Controller& ctrl, std::uint32_t sq_entries, std::uint32_t cq_entries) {
+  auto sq = ctrl.dma_alloc(std::size_t{sq_entries} * sizeof(SubmissionEntry));
+  if (!sq.ok()) return sq.status();
+  auto cq = ctrl.dma_alloc(std::size_t{cq_entries} * sizeof(CompletionEntry));
+  if (!cq.ok()) return cq.status();
+  auto prp = ctrl.dma_alloc(std::size_t{sq_entries - 1} * kPageBytes);
+  if (!prp.ok()) return prp.status();
+  return QueueMemory{std::move(sq).value(), std::move(cq).value(), std::move(prp).value()};
+}
+
+std::unique_ptr<QueuePair> make_admin_qpair(Controller& ctrl, QueueMemory memory, std::uint32_t entries,
+                                            std::uint64_t timeout_ms, const TransportMaker& make_transport) {
+  QueuePairOptions options;
+  options.name = ctrl.name() + "/admin";
+  options.sq_entries = entries;
+  options.access = QueuePairAccess::kCallerSerialised;  // the controller's admin mutex serialises every user
+  options.timeout_us = timeout_ms * 1000;
+  return std::make_unique<QueuePair>(make_transport(0, std::move(memory.sq), entries, std::move(memory.cq), entries),
+                                     std::move(memory.prp_pages), std::vector<NamespaceInfo>{}, 0, options);
+}
+
+Result<std::unique_ptr<QueuePair>> create_device_qpair(Controller& ctrl, std::uint16_t qid, const QueueEntries& entries,
+                                                       const QueuePairOptions& options,
+                                                       const TransportMaker& make_transport) {
+  auto memory = alloc_queue_memory(ctrl, entries.sq, entries.cq);
+  if (!memory.ok()) return memory.status();
+  NVMUX_RETURN_IF_ERROR(create_io_queues(ctrl, qid, entries.sq, entries.cq, memory->sq.iova(), memory->cq.iova()));
+  QueuePairOptions qp_options = options;
+  if (qp_options.name.empty()) qp_options.name = fmt::format("{}/q{}", ctrl.name(), qid);
+  return std::make_unique<QueuePair>(
+      make_transport(qid, std::move(memory->sq), entries.sq, std::move(memory->cq), entries.cq),
+      std::move(memory->prp_pages), ctrl.namespaces(), ctrl.info().max_transfer_bytes, std::move(qp_options));
+}
+
 Result<CompletionEntry> wait_admin_command(QueuePair& admin, const SubmissionEntry& command, IoVec data,
                                            void (*step)(void*), void* step_ctx) {
   struct Waiter {

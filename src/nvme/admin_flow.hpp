@@ -14,11 +14,14 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "nvmux/common/status.hpp"
 #include "nvmux/nvme/controller.hpp"
+#include "nvmux/nvme/queue_ids.hpp"
 
 namespace nvmux::nvme {
 
@@ -41,6 +44,31 @@ Status create_io_queues(Controller& ctrl, std::uint16_t qid, std::uint32_t sq_en
                         std::uint64_t sq_iova, std::uint64_t cq_iova);
 // Delete I/O SQ, then Delete I/O CQ.
 Status delete_io_queues(Controller& ctrl, std::uint16_t qid);
+
+// A device queue's memory from `ctrl`'s DMA arena: SQ, CQ and one PRP list page per command id.
+struct QueueMemory {
+  DmaBuffer sq;
+  DmaBuffer cq;
+  DmaBuffer prp_pages;
+};
+Result<QueueMemory> alloc_queue_memory(Controller& ctrl, std::uint32_t sq_entries, std::uint32_t cq_entries);
+
+// Builds a queue transport for queue `qid` on its SQ and CQ memory (DeviceQueueTransport with the
+// backend's doorbells and hooks).
+using TransportMaker = std::function<std::unique_ptr<QueueTransport>(
+    std::uint16_t qid, DmaBuffer sq, std::uint32_t sq_entries, DmaBuffer cq, std::uint32_t cq_entries)>;
+
+// The admin queue pair on `memory` (AQA/ASQ/ACQ already name it): `entries` slots, commands timed
+// out after `timeout_ms`, the owner rule off because the controller's admin mutex serialises it.
+std::unique_ptr<QueuePair> make_admin_qpair(Controller& ctrl, QueueMemory memory, std::uint32_t entries,
+                                            std::uint64_t timeout_ms, const TransportMaker& make_transport);
+
+// I/O queue pair `qid` (already reserved by the caller): its memory, Create I/O CQ + SQ, and the
+// QueuePair owned by the calling thread. On an error nothing is left on the device; the caller
+// releases the qid.
+Result<std::unique_ptr<QueuePair>> create_device_qpair(Controller& ctrl, std::uint16_t qid, const QueueEntries& entries,
+                                                       const QueuePairOptions& options,
+                                                       const TransportMaker& make_transport);
 
 // Submits `command` on the admin queue pair and polls it until that command completes, calling
 // `step(step_ctx)` before every poll when given (a device without its own thread). The caller holds

@@ -132,24 +132,15 @@ Status EmuController::build_device() {
 // the admin queue pair on that memory.
 Status EmuController::enable_controller() {
   const std::uint32_t n = options_.admin_queue_entries;
-  auto asq = dma_alloc(std::size_t{n} * sizeof(SubmissionEntry));
-  auto acq = dma_alloc(std::size_t{n} * sizeof(CompletionEntry));
-  auto prp = dma_alloc(std::size_t{n - 1} * kPageBytes);
-  auto scratch = dma_alloc(kPageBytes);
-  for (const Status* s : {&asq.status(), &acq.status(), &prp.status(), &scratch.status()}) NVMUX_RETURN_IF_ERROR(*s);
-  admin_scratch_ = std::move(scratch).value();
+  auto memory = alloc_queue_memory(*this, n, n);
+  if (!memory.ok()) return memory.status();
   device_->write_aqa((n - 1) | ((n - 1) << 16));
-  device_->write_asq(asq->iova());
-  device_->write_acq(acq->iova());
+  device_->write_asq(memory->sq.iova());
+  device_->write_acq(memory->cq.iova());
   device_->write_cc(kCcEnable | (6u << 16) | (4u << 20));  // MPS 0 (4 KiB), IOSQES 2^6, IOCQES 2^4
   NVMUX_RETURN_IF_ERROR(wait_until_ready());
-  QueuePairOptions admin_options;
-  admin_options.name = options_.name + "/admin";
-  admin_options.sq_entries = n;
-  admin_options.access = QueuePairAccess::kCallerSerialised;  // admin_mutex_ serialises every user
-  admin_options.timeout_us = options_.admin_timeout_ms * 1000;
-  admin_qp_ = std::make_unique<QueuePair>(make_transport(0, std::move(asq).value(), n, std::move(acq).value(), n),
-                                          std::move(prp).value(), std::vector<NamespaceInfo>{}, 0, admin_options);
+  admin_qp_ = make_admin_qpair(*this, std::move(memory).value(), n, options_.admin_timeout_ms,
+                               [this](auto... args) { return make_transport(std::move(args)...); });
   return {};
 }
 
@@ -234,8 +225,6 @@ void EmuController::release_qid(std::uint16_t qid) {
 Result<std::unique_ptr<QueuePair>> EmuController::create_io_qpair(const QueuePairOptions& options) {
   auto entries = io_queue_entries(name(), options, kMaxQueueEntriesSpec);
   if (!entries.ok()) return entries.status();
-  std::uint32_t sq_entries = entries->sq;
-  std::uint32_t cq_entries = entries->cq;
   std::uint16_t qid = 0;
   {
     std::lock_guard lock(qid_mutex_);
@@ -243,20 +232,10 @@ Result<std::unique_ptr<QueuePair>> EmuController::create_io_qpair(const QueuePai
     if (!acquired.ok()) return acquired.status();
     qid = *acquired;
   }
-  auto sq = dma_alloc(std::size_t{sq_entries} * sizeof(SubmissionEntry));
-  auto cq = dma_alloc(std::size_t{cq_entries} * sizeof(CompletionEntry));
-  auto prp = dma_alloc(std::size_t{sq_entries - 1} * kPageBytes);
-  Status s = !sq.ok() ? sq.status() : !cq.ok() ? cq.status() : !prp.ok() ? prp.status() : Status();
-  if (s.ok()) s = create_io_queues(*this, qid, sq_entries, cq_entries, sq->iova(), cq->iova());
-  if (!s.ok()) {
-    release_qid(qid);
-    return s;
-  }
-  QueuePairOptions qp_options = options;
-  if (qp_options.name.empty()) qp_options.name = fmt::format("{}/q{}", name(), qid);
-  auto transport = make_transport(qid, std::move(sq).value(), sq_entries, std::move(cq).value(), cq_entries);
-  return std::make_unique<QueuePair>(std::move(transport), std::move(prp).value(), namespaces_,
-                                     info_.max_transfer_bytes, std::move(qp_options));
+  auto qp = create_device_qpair(*this, qid, *entries, options,
+                                [this](auto... args) { return make_transport(std::move(args)...); });
+  if (!qp.ok()) release_qid(qid);
+  return qp;
 }
 
 }  // namespace nvmux::nvme

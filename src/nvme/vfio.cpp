@@ -410,25 +410,18 @@ Status VfioController::reset_controller() {
 // Admin queue registers, CC.EN = 1, CSTS.RDY; then the admin queue pair on that memory.
 Status VfioController::enable_controller() {
   const std::uint32_t n = options_.admin_queue_entries;
-  auto asq = dma_alloc(std::size_t{n} * sizeof(SubmissionEntry));
-  auto acq = dma_alloc(std::size_t{n} * sizeof(CompletionEntry));
-  auto prp = dma_alloc(std::size_t{n - 1} * kPageBytes);
-  for (const Status* s : {&asq.status(), &acq.status(), &prp.status()}) NVMUX_RETURN_IF_ERROR(*s);
+  auto memory = alloc_queue_memory(*this, n, n);
+  if (!memory.ok()) return memory.status();
   write32(kRegAqa, (n - 1) | ((n - 1) << 16));
-  write32(kRegAsq, static_cast<std::uint32_t>(asq->iova()));
-  write32(kRegAsq + 4, static_cast<std::uint32_t>(asq->iova() >> 32));
-  write32(kRegAcq, static_cast<std::uint32_t>(acq->iova()));
-  write32(kRegAcq + 4, static_cast<std::uint32_t>(acq->iova() >> 32));
+  write32(kRegAsq, static_cast<std::uint32_t>(memory->sq.iova()));
+  write32(kRegAsq + 4, static_cast<std::uint32_t>(memory->sq.iova() >> 32));
+  write32(kRegAcq, static_cast<std::uint32_t>(memory->cq.iova()));
+  write32(kRegAcq + 4, static_cast<std::uint32_t>(memory->cq.iova() >> 32));
   write32(kRegCc, kCcEnableValue);
   enabled_ = true;
   NVMUX_RETURN_IF_ERROR(wait_ready(true, "enabling (CC.EN = 1)"));
-  QueuePairOptions admin_options;
-  admin_options.name = options_.name + "/admin";
-  admin_options.sq_entries = n;
-  admin_options.access = QueuePairAccess::kCallerSerialised;  // admin_mutex_ serialises every user
-  admin_options.timeout_us = options_.admin_timeout_ms * 1000;
-  admin_qp_ = std::make_unique<QueuePair>(make_transport(0, std::move(asq).value(), n, std::move(acq).value(), n),
-                                          std::move(prp).value(), std::vector<NamespaceInfo>{}, 0, admin_options);
+  admin_qp_ = make_admin_qpair(*this, std::move(memory).value(), n, options_.admin_timeout_ms,
+                               [this](auto... args) { return make_transport(std::move(args)...); });
   return {};
 }
 
@@ -540,20 +533,10 @@ Result<std::unique_ptr<QueuePair>> VfioController::create_io_qpair(const QueuePa
     if (!acquired.ok()) return acquired.status();
     qid = *acquired;
   }
-  auto sq = dma_alloc(std::size_t{entries->sq} * sizeof(SubmissionEntry));
-  auto cq = dma_alloc(std::size_t{entries->cq} * sizeof(CompletionEntry));
-  auto prp = dma_alloc(std::size_t{entries->sq - 1} * kPageBytes);
-  Status s = !sq.ok() ? sq.status() : !cq.ok() ? cq.status() : !prp.ok() ? prp.status() : Status();
-  if (s.ok()) s = create_io_queues(*this, qid, entries->sq, entries->cq, sq->iova(), cq->iova());
-  if (!s.ok()) {
-    release_qid(qid);
-    return s;
-  }
-  QueuePairOptions qp_options = options;
-  if (qp_options.name.empty()) qp_options.name = fmt::format("{}/q{}", name(), qid);
-  return std::make_unique<QueuePair>(
-      make_transport(qid, std::move(sq).value(), entries->sq, std::move(cq).value(), entries->cq),
-      std::move(prp).value(), namespaces_, info_.max_transfer_bytes, std::move(qp_options));
+  auto qp = create_device_qpair(*this, qid, *entries, options,
+                                [this](auto... args) { return make_transport(std::move(args)...); });
+  if (!qp.ok()) release_qid(qid);
+  return qp;
 }
 
 ControllerFactory VfioController::factory(VfioOptions base, std::vector<std::string> pci_addresses) {

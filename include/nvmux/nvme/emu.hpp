@@ -135,7 +135,6 @@ class EmuController final : public Controller {
 
   std::mutex admin_mutex_;  // serialises the admin queue (its qpair runs with the owner rule off)
   std::unique_ptr<QueuePair> admin_qp_;
-  DmaBuffer admin_scratch_;
 
   std::mutex qid_mutex_;
   IoQueueIds qids_;
