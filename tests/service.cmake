@@ -43,7 +43,8 @@ target_compile_definitions(service_torture_test PRIVATE NVMUXD_BINARY="$<TARGET_
 
 # The daemon's pure checks of client input (descriptors, control messages, hello's arena), no
 # daemon needed; tests/fuzz feeds the same functions arbitrary bytes.
-nvmux_gtest(service_unit_test SOURCES unit/service/validate_test.cpp unit/service/rpc_test.cpp DEPS nvmux_service
+nvmux_gtest(service_unit_test SOURCES unit/service/validate_test.cpp unit/service/rpc_test.cpp
+                                   unit/service/policy_test.cpp DEPS nvmux_service
             LABELS unit)
 target_include_directories(service_unit_test PRIVATE ${PROJECT_SOURCE_DIR}/src/service)
 

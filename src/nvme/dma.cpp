@@ -150,7 +150,9 @@ Result<ForeignRegion> DmaArena::map_foreign(std::span<std::byte> memory) {
     const std::uint64_t iova = kForeignIovaBase + i * kForeignRegionSpanBytes;
     if (iommu_.map) NVMUX_RETURN_IF_ERROR(iommu_.map(iova, memory.data(), round_up(memory.size(), kArenaPageBytes)));
     slot.host.store(memory.data(), std::memory_order_relaxed);
+    slot.generation.store(++last_foreign_generation_, std::memory_order_relaxed);
     slot.bytes.store(memory.size(), std::memory_order_release);  // host before the size that opens it
+    foreign_epoch_.fetch_add(1, std::memory_order_release);
     ++foreign_in_use_;
     ForeignRegion region;
     region.arena_ = shared_from_this();
@@ -172,7 +174,9 @@ void DmaArena::unmap_foreign(std::size_t slot) {
                  round_up(foreign_[slot].bytes.load(std::memory_order_relaxed), kArenaPageBytes));
   }
   foreign_[slot].bytes.store(0, std::memory_order_release);  // closes the range before the slot is reused
+  foreign_[slot].generation.store(0, std::memory_order_release);
   foreign_[slot].host.store(nullptr, std::memory_order_relaxed);
+  foreign_epoch_.fetch_add(1, std::memory_order_release);
   --foreign_in_use_;
 }
 
@@ -181,6 +185,17 @@ void DmaArena::set_iommu_hooks(IommuHooks hooks) {
   NVMUX_ASSERT(foreign_in_use_ == 0, "IOMMU hooks installed with {} foreign DMA regions already mapped",
                foreign_in_use_);
   iommu_ = std::move(hooks);
+}
+
+std::array<DmaArena::ForeignView, DmaArena::kMaxForeignRegions> DmaArena::foreign_snapshot() const {
+  std::array<ForeignView, kMaxForeignRegions> out;
+  std::lock_guard lock(mutex_);
+  for (std::size_t i = 0; i < kMaxForeignRegions; ++i) {
+    out[i] =
+        ForeignView{foreign_[i].host.load(std::memory_order_relaxed), foreign_[i].bytes.load(std::memory_order_relaxed),
+                    foreign_[i].generation.load(std::memory_order_relaxed)};
+  }
+  return out;
 }
 
 void DmaArena::release(std::size_t offset, std::size_t bytes) {

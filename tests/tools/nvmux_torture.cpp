@@ -33,6 +33,9 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_option("--detection-timeout-ms", p.detection_timeout_ms,
                  "a session with impossible ring indices must be closed within this")
       ->capture_default_str();
+  app.add_option("--attacks", p.attacks, "only these attack kinds, in turn (default: every one)")->delimiter(',');
+  app.add_option("--unread-hold-ms", p.unread_hold_ms, "how long an unread round leaves its CQ full")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (p.rounds == 0 || p.rounds > 100'000'000 || p.descriptors > 1'000'000'000) {
     std::fprintf(stderr, "nvmux-torture: --rounds 1..1e8, --descriptors at most 1e9\n");

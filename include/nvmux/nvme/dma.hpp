@@ -178,6 +178,21 @@ class DmaArena : public std::enable_shared_from_this<DmaArena> {
   std::size_t bytes_in_use() const;
   std::size_t foreign_regions_in_use() const;
 
+  // For a backend that pins memory per region on its own (uring's registered buffers, one table
+  // per ring): every map_foreign and unmap bumps foreign_epoch(); foreign_snapshot() reads every
+  // slot consistently; foreign_generation(slot) is lock-free. A generation is never reused and is
+  // 0 for a free slot, so an unchanged generation means the very same region is still mapped.
+  struct ForeignView {
+    std::byte* host = nullptr;
+    std::size_t bytes = 0;
+    std::uint64_t generation = 0;
+  };
+  std::uint64_t foreign_epoch() const { return foreign_epoch_.load(std::memory_order_acquire); }
+  std::array<ForeignView, kMaxForeignRegions> foreign_snapshot() const;
+  std::uint64_t foreign_generation(std::size_t slot) const {
+    return foreign_[slot].generation.load(std::memory_order_acquire);
+  }
+
  private:
   DmaArena(std::byte* base, std::size_t size, std::uint64_t iova_base, std::size_t page_bytes);
   void release(std::size_t offset, std::size_t bytes);
@@ -199,6 +214,7 @@ class DmaArena : public std::enable_shared_from_this<DmaArena> {
   struct ForeignSlot {
     std::atomic<std::byte*> host{nullptr};
     std::atomic<std::size_t> bytes{0};
+    std::atomic<std::uint64_t> generation{0};
   };
 
   std::byte* const base_;
@@ -209,8 +225,10 @@ class DmaArena : public std::enable_shared_from_this<DmaArena> {
   std::map<std::size_t, std::size_t> free_;  // offset -> bytes, coalesced
   std::size_t in_use_ = 0;
   std::array<ForeignSlot, kMaxForeignRegions> foreign_{};
-  std::size_t foreign_in_use_ = 0;  // under mutex_
-  IommuHooks iommu_;                // under mutex_
+  std::size_t foreign_in_use_ = 0;             // under mutex_
+  std::uint64_t last_foreign_generation_ = 0;  // under mutex_
+  std::atomic<std::uint64_t> foreign_epoch_{0};
+  IommuHooks iommu_;  // under mutex_
 };
 
 }  // namespace nvmux::nvme

@@ -104,6 +104,7 @@ class EmuController final : public Controller {
   Result<std::unique_ptr<QueuePair>> create_io_qpair(const QueuePairOptions& options) override;
   Result<DmaBuffer> dma_alloc(std::size_t bytes, std::size_t align = kPageBytes) override;
   Result<ForeignRegion> register_memory(std::span<std::byte> memory) override;
+  std::size_t registered_regions() const override { return arena_->foreign_regions_in_use(); }
   Result<CompletionEntry> admin_command(const SubmissionEntry& command, IoVec data) override;
 
   // Runs the device once: fetch and execute up to `max_commands` commands per SQ, post every due

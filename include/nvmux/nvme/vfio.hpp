@@ -66,8 +66,7 @@ class VfioController final : public Controller {
   Result<ForeignRegion> register_memory(std::span<std::byte> memory) override;
   Result<CompletionEntry> admin_command(const SubmissionEntry& command, IoVec data) override;
 
-  // Foreign regions registered and not yet released.
-  std::size_t registered_regions() const;
+  std::size_t registered_regions() const override;
   const VfioOptions& options() const { return options_; }
   // The controller's CAP register as read at bring-up.
   std::uint64_t capabilities() const { return cap_; }

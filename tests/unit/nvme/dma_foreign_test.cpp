@@ -50,6 +50,33 @@ TEST(DmaForeign, RegionsGetDisjointIovasAndTheArenaKeepsItsOwn) {
   EXPECT_TRUE(arena->owns(own.data(), 4096));
 }
 
+// What a backend pinning regions on its own (uring's registered buffers) relies on: every map and
+// unmap changes the epoch, and a slot's generation is 0 when free and new for every mapping, even
+// of the same memory into the same slot.
+TEST(DmaForeign, EveryMapAndUnmapChangesTheEpochAndEachMappingHasItsOwnGeneration) {
+  auto arena = DmaArena::create(1 << 20).value();
+  Pages pages(2);
+  const std::uint64_t epoch0 = arena->foreign_epoch();
+  auto first = arena->map_foreign(pages.span()).value();
+  const std::size_t slot = (first.iova() - DmaArena::kForeignIovaBase) / DmaArena::kForeignRegionSpanBytes;
+  const std::uint64_t generation = arena->foreign_generation(slot);
+  EXPECT_NE(generation, 0u);
+  EXPECT_NE(arena->foreign_epoch(), epoch0);
+  auto view = arena->foreign_snapshot()[slot];
+  EXPECT_EQ(view.host, pages.ptr);
+  EXPECT_EQ(view.bytes, pages.bytes);
+  EXPECT_EQ(view.generation, generation);
+  const std::uint64_t epoch1 = arena->foreign_epoch();
+  first.reset();
+  EXPECT_NE(arena->foreign_epoch(), epoch1);
+  EXPECT_EQ(arena->foreign_generation(slot), 0u);
+  EXPECT_EQ(arena->foreign_snapshot()[slot].bytes, 0u);
+  auto again = arena->map_foreign(pages.span()).value();
+  ASSERT_EQ(again.iova(), DmaArena::kForeignIovaBase + slot * DmaArena::kForeignRegionSpanBytes);
+  EXPECT_NE(arena->foreign_generation(slot), 0u);
+  EXPECT_NE(arena->foreign_generation(slot), generation) << "a new mapping must not look like the old one";
+}
+
 TEST(DmaForeign, BadRegionsAreClearErrors) {
   auto arena = DmaArena::create(1 << 20).value();
   Pages p(2);
