@@ -17,7 +17,7 @@ set_tests_properties(vm_guest_start PROPERTIES FIXTURES_SETUP vm_guest TIMEOUT 9
 set_tests_properties(vm_guest_stop PROPERTIES FIXTURES_CLEANUP vm_guest TIMEOUT 60)
 set_tests_properties(vm_guest_start vm_guest_stop PROPERTIES LABELS vm RESOURCE_LOCK vm_guest SKIP_RETURN_CODE 77)
 
-# nvmux_vm_test(NAME COMMAND...): COMMAND runs inside the guest (host paths, as root, cwd /tmp).
+# nvmux_vm_test(NAME COMMAND...): COMMAND runs inside the guest (host paths, as root, in TMPDIR).
 function(nvmux_vm_test name)
   add_test(NAME ${name} COMMAND ${vm_guest} run ${vm_dir} -- ${ARGN})
   set_tests_properties(${name} PROPERTIES LABELS vm FIXTURES_REQUIRED vm_guest RESOURCE_LOCK vm_guest
