@@ -1,6 +1,8 @@
 # Tests inside a QEMU guest (label vm; docs/vfio.md, "The guest test rig"). One guest serves the
 # whole run: vm_guest_start / vm_guest_stop are the fixture, every vm test requires it and holds
-# RESOURCE_LOCK vm_guest so two guests never compete for the machine's two cores. When no guest
+# RESOURCE_LOCK vm_guest so two guests never compete for the machine's two cores. A busy guest
+# (TCG, two vCPUs polling) takes both cores, so the vm tests run alone (RUN_SERIAL): the timing
+# checks of other tests never share the machine with it. When no guest
 # can run here (no QEMU, no kernel, a failed boot) each of them exits 77 with the reason: skipped,
 # never passed. Sanitizer builds leave them out: the guest runs at TCG speed, and one run of them
 # per CI is what the budget holds.
@@ -15,13 +17,14 @@ add_test(NAME vm_guest_start COMMAND ${vm_guest} start ${vm_dir})
 add_test(NAME vm_guest_stop COMMAND ${vm_guest} stop ${vm_dir})
 set_tests_properties(vm_guest_start PROPERTIES FIXTURES_SETUP vm_guest TIMEOUT 900)
 set_tests_properties(vm_guest_stop PROPERTIES FIXTURES_CLEANUP vm_guest TIMEOUT 60)
-set_tests_properties(vm_guest_start vm_guest_stop PROPERTIES LABELS vm RESOURCE_LOCK vm_guest SKIP_RETURN_CODE 77)
+set_tests_properties(vm_guest_start vm_guest_stop PROPERTIES LABELS vm RESOURCE_LOCK vm_guest SKIP_RETURN_CODE 77
+                                                          RUN_SERIAL TRUE)
 
 # nvmux_vm_test(NAME COMMAND...): COMMAND runs inside the guest (host paths, as root, in TMPDIR).
 function(nvmux_vm_test name)
   add_test(NAME ${name} COMMAND ${vm_guest} run ${vm_dir} -- ${ARGN})
   set_tests_properties(${name} PROPERTIES LABELS vm FIXTURES_REQUIRED vm_guest RESOURCE_LOCK vm_guest
-                                          SKIP_RETURN_CODE 77 TIMEOUT 900)
+                                          SKIP_RETURN_CODE 77 TIMEOUT 900 RUN_SERIAL TRUE)
 endfunction()
 
 # The rig itself: a host-built binary runs in the guest, which sees the controllers it was given.
