@@ -43,6 +43,14 @@ nvmux_vm_test(vm_vfio_data_suite
   env NVMUX_VFIO_PCI=${vfio_a},${vfio_b} $<TARGET_FILE:nvme_data_test>
   "--gtest_filter=Backends/ControllerData.*/vfio:-*NullNamespace*:*FileBacked*:*AFileTruncated*")
 
+# A controller the kernel drives is refused with the driver's name and how to bind it; a function
+# that does not exist is named.
+nvmux_vm_test(vm_vfio_refuses_a_kernel_bound_controller
+  ${vm_check} --exit 1 --want "0000:00:06.0 is bound to nvme, not bound to vfio-pci"
+  --want "scripts/nvmux-setup bind 0000:00:06.0" -- $<TARGET_FILE:nvmux-perf> --backend vfio --pci 00:06.0 -t 1)
+nvmux_vm_test(vm_vfio_names_a_missing_function
+  ${vm_check} --exit 1 --want "no PCI function 0000:00:1e.0" -- $<TARGET_FILE:nvmux-perf> --backend vfio --pci 00:1e.0 -t 1)
+
 # nvmux-perf through the shared backend options, every block read verified.
 set(vm_perf $<TARGET_FILE:nvmux-perf> --backend vfio --pci ${vfio_b} -w randrw --verify -t 5 -q 32)
 nvmux_vm_test(vm_vfio_perf_randrw_verify ${vm_check} --want " 0 mismatching blocks" -- ${vm_perf})
