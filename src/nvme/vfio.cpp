@@ -7,9 +7,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <thread>
@@ -297,15 +299,25 @@ Status VfioController::map_dma_arena() {
       }
     }
     if ((info->flags & VFIO_IOMMU_INFO_CAPS) != 0 && info->cap_offset != 0) {
+      // The kernel packs the capability chain at 4-byte offsets: copy each piece out (memcpy)
+      // instead of reading through a pointer that may not be aligned for its type.
       const auto* bytes = reinterpret_cast<const std::byte*>(buffer.data());
-      for (std::uint32_t off = info->cap_offset; off != 0 && off + sizeof(vfio_info_cap_header) <= info->argsz;) {
-        const auto* header = reinterpret_cast<const vfio_info_cap_header*>(bytes + off);
-        if (header->id == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE) {
-          const auto* cap = reinterpret_cast<const vfio_iommu_type1_info_cap_iova_range*>(header);
-          for (std::uint32_t i = 0; i < cap->nr_iovas; ++i)
-            ranges.emplace_back(cap->iova_ranges[i].start, cap->iova_ranges[i].end);
+      const std::size_t end = std::min<std::size_t>(info->argsz, buffer.size() * sizeof(std::uint64_t));
+      for (std::size_t off = info->cap_offset; off != 0 && off + sizeof(vfio_info_cap_header) <= end;) {
+        vfio_info_cap_header header{};
+        std::memcpy(&header, bytes + off, sizeof(header));
+        if (header.id == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE) {
+          const std::size_t count_at = off + offsetof(vfio_iommu_type1_info_cap_iova_range, nr_iovas);
+          const std::size_t ranges_at = off + offsetof(vfio_iommu_type1_info_cap_iova_range, iova_ranges);
+          std::uint32_t count = 0;
+          if (count_at + sizeof(count) <= end) std::memcpy(&count, bytes + count_at, sizeof(count));
+          for (std::uint32_t i = 0; i < count && ranges_at + (i + 1) * sizeof(vfio_iova_range) <= end; ++i) {
+            vfio_iova_range range{};
+            std::memcpy(&range, bytes + ranges_at + i * sizeof(vfio_iova_range), sizeof(range));
+            ranges.emplace_back(range.start, range.end);
+          }
         }
-        off = header->next;
+        off = header.next > off ? header.next : 0;  // the chain only moves forward
       }
     }
   }
