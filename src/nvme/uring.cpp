@@ -108,12 +108,13 @@ class UringController::Transport final : public QueueTransport {
   std::atomic<std::uint32_t>& sq_tail_doorbell() override { return sq_tail_doorbell_; }
   std::atomic<std::uint32_t>& cq_head_doorbell() override { return cq_head_doorbell_; }
 
-  void poll() override {
+  bool poll() override {
     // A client arena unmapped since the last look: unpin it now rather than at the next transfer.
     if (fixed_buffers_ && ctrl_->arena_->foreign_epoch() != foreign_epoch_) sync_foreign();
     fetch_and_submit();
     reap();
     post_waiting();
+    return true;
   }
 
   Status reset() override {
