@@ -13,12 +13,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 
+#include "cli.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
 #include "nvmux/common/partition.hpp"
@@ -30,7 +30,7 @@
 namespace {
 
 constexpr int kExitErrors = 1;
-constexpr int kExitUsage = 2;
+using nvmux::apps::kExitUsage;
 
 int fail(const nvmux::Status& s) {
   std::fprintf(stderr, "nvmux-perf: %s\n", s.to_string().c_str());
@@ -150,14 +150,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   auto* buffered_opt = app.add_flag("--buffered", buffered, "uring: use the page cache instead of O_DIRECT");
   auto* sqpoll_opt =
       app.add_flag("--sqpoll", params.backend.uring_sqpoll, "uring: a kernel thread polls the submission queue");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {  // CLI11's own exit codes (104, 105, 109, ...) are not ours
-    std::fprintf(stderr, "nvmux-perf: %s\nRun with --help for more information.\n", e.what());
-    return kExitUsage;
-  }
+  if (auto done = nvmux::apps::parse_command_line(app, "nvmux-perf", argc, argv)) return *done;
 
   params.service = backend == "service";
   // Each option belongs to one backend; one given to another backend is a mistake worth naming.

@@ -7,9 +7,9 @@
 //   nvmuxd --backend vfio --pci 0000:00:04.0                 # docs/vfio.md
 //
 // Exit codes: 0 stopped cleanly (SIGINT/SIGTERM), 1 failed while running or starting, 2 bad usage.
-#include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "cli.hpp"
 #include "daemon.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
@@ -54,14 +54,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_flag("--sqpoll", options.backend.uring_sqpoll, "uring: a kernel thread polls the submission queue");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.footer("Exit codes: 0 stopped by SIGINT/SIGTERM, 1 failed, 2 bad usage.");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::Success& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "nvmuxd: %s\n", e.what());
-    return 2;
-  }
+  if (auto done = nvmux::apps::parse_command_line(app, "nvmuxd", argc, argv)) return *done;
   nvmux::init_logging(log_level);
   auto usage = [](const nvmux::Status& s) {
     std::fprintf(stderr, "nvmuxd: %s\n", s.message().c_str());
