@@ -34,7 +34,7 @@ set_tests_properties(nvmux_verify_without_daemon PROPERTIES LABELS integration
 # against a real nvmuxd while this process verifies its own data through the same daemon.
 find_package(CLI11 REQUIRED)
 nvmux_library(nvmux_torture SOURCES tools/torture.cpp DEPS nvmux_client)
-nvmux_executable(nvmux-torture SOURCES tools/nvmux_torture.cpp DEPS nvmux_torture CLI11::CLI11)
+nvmux_executable(nvmux-torture SOURCES tools/nvmux_torture.cpp DEPS nvmux_torture nvmux_cli)
 nvmux_gtest(service_torture_test SOURCES stress/service_torture_test.cpp DEPS nvmux_client
             LABELS "stress;concurrency" TIMEOUT 600)
 add_dependencies(service_torture_test nvmuxd nvmux-torture)
@@ -43,7 +43,8 @@ target_compile_definitions(service_torture_test PRIVATE NVMUXD_BINARY="$<TARGET_
 
 # The daemon's pure checks of client input (descriptors, control messages, hello's arena), no
 # daemon needed; tests/fuzz feeds the same functions arbitrary bytes.
-nvmux_gtest(service_unit_test SOURCES unit/service/validate_test.cpp unit/service/rpc_test.cpp DEPS nvmux_service
+nvmux_gtest(service_unit_test SOURCES unit/service/validate_test.cpp unit/service/rpc_test.cpp
+                                   unit/service/policy_test.cpp DEPS nvmux_service
             LABELS unit)
 target_include_directories(service_unit_test PRIVATE ${PROJECT_SOURCE_DIR}/src/service)
 

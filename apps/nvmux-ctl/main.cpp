@@ -9,8 +9,8 @@
 // anything else as a string. The result is printed as JSON (a string result as plain text).
 // Exit codes: 0 the call succeeded, 1 the daemon answered with an error or is not running,
 // 2 bad usage.
-#include <CLI/CLI.hpp>
 #include <cstdio>
+#include "cli.hpp"
 
 #include "nvmux/service/protocol.hpp"
 #include "rpc.hpp"
@@ -26,14 +26,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_option("--timeout-ms", timeout_ms, "how long to wait for the answer")->capture_default_str();
   app.add_option("method", method, "the method, e.g. session_get_list")->required();
   app.add_option("params", args, "key=value parameters");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "nvmux-ctl: %s (see --help)\n", e.what());
-    return 2;
-  }
+  if (auto done = nvmux::apps::parse_command_line(app, "nvmux-ctl", argc, argv)) return *done;
   if (timeout_ms <= 0 || timeout_ms > 3'600'000) {
     std::fprintf(stderr, "nvmux-ctl: --timeout-ms %d: 1..3600000\n", timeout_ms);
     return 2;

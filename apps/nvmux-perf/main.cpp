@@ -1,4 +1,4 @@
-// nvmux-perf: spdk_nvme_perf's workload on nvmux queue pairs, against the emu or uring backend,
+// nvmux-perf: spdk_nvme_perf's workload on nvmux queue pairs, against the emu, uring or vfio backend,
 // or through nvmuxd (--backend service).
 //
 //   nvmux-perf -q 32 -o 4096 -w randread -t 5                       # emu, 1 GiB RAM namespace
@@ -13,12 +13,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 
+#include "cli.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
 #include "nvmux/common/partition.hpp"
@@ -30,7 +30,7 @@
 namespace {
 
 constexpr int kExitErrors = 1;
-constexpr int kExitUsage = 2;
+using nvmux::apps::kExitUsage;
 
 int fail(const nvmux::Status& s) {
   std::fprintf(stderr, "nvmux-perf: %s\n", s.to_string().c_str());
@@ -84,8 +84,9 @@ std::vector<std::string> files_to_create(const std::vector<nvmux::nvme::Namespac
 // An exception escaping main ends the tool with its what() on stderr, which is what a CLI wants.
 int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   nvmux::init_logging("warn");
-  CLI::App app{"nvmux-perf: drive NVMe queue pairs (emu or io_uring backend) with an spdk_nvme_perf-style workload",
-               "nvmux-perf"};
+  CLI::App app{
+      "nvmux-perf: drive NVMe queue pairs (emu, io_uring or vfio backend) with an spdk_nvme_perf-style workload",
+      "nvmux-perf"};
   app.footer(
       "Exit status: 0 success; 1 the run found errors (I/O errors, verify mismatches, no I/O completed) or could "
       "not run; 2 bad usage; 130 / 143 interrupted by SIGINT / SIGTERM (partial results printed first).");
@@ -94,8 +95,11 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   nvmux::perf::PerfParams params;
   int engine_core = -2;
   app.add_option("--backend", backend,
-                 "emu (software NVMe controller), uring (io_uring on files/block devices) or service (through nvmuxd)")
+                 "emu (software NVMe controller), uring (io_uring on files/block devices), vfio (a PCIe controller "
+                 "bound to vfio-pci) or service (through nvmuxd)")
       ->capture_default_str();
+  auto* pci_opt = app.add_option("--pci", params.backend.pci_address,
+                                 "vfio: the controller's PCI address, e.g. 0000:00:04.0 (docs/vfio.md)");
   std::string partition = "0/1";
   auto* socket_opt = app.add_option("--socket", params.socket,
                                     "service: nvmuxd's socket (default: $NVMUX_SOCKET, else the per-user default)");
@@ -146,23 +150,17 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   auto* buffered_opt = app.add_flag("--buffered", buffered, "uring: use the page cache instead of O_DIRECT");
   auto* sqpoll_opt =
       app.add_flag("--sqpoll", params.backend.uring_sqpoll, "uring: a kernel thread polls the submission queue");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {  // CLI11's own exit codes (104, 105, 109, ...) are not ours
-    std::fprintf(stderr, "nvmux-perf: %s\nRun with --help for more information.\n", e.what());
-    return kExitUsage;
-  }
+  if (auto done = nvmux::apps::parse_command_line(app, "nvmux-perf", argc, argv)) return *done;
 
   params.service = backend == "service";
   // Each option belongs to one backend; one given to another backend is a mistake worth naming.
   const std::vector<const CLI::Option*> emu_only{engine_opt, engine_core_opt, latency_opt};
   const std::vector<const CLI::Option*> uring_only{buffered_opt, sqpoll_opt};
   const std::vector<const CLI::Option*> service_only{socket_opt, nsid_opt, wait_opt};
-  for (const auto* list : {&emu_only, &uring_only, &service_only}) {
+  const std::vector<const CLI::Option*> vfio_only{pci_opt};
+  for (const auto* list : {&emu_only, &uring_only, &service_only, &vfio_only}) {
     const bool applies = (list == &emu_only && backend == "emu") || (list == &uring_only && backend == "uring") ||
-                         (list == &service_only && params.service);
+                         (list == &service_only && params.service) || (list == &vfio_only && backend == "vfio");
     for (const CLI::Option* opt : *list) {
       if (!applies && opt->count() != 0) {
         return fail(usage_error(fmt::format("{} does not apply to --backend {}", opt->get_name(), backend)));
@@ -173,7 +171,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     auto b = nvmux::nvme::parse_backend(backend);
     if (!b.ok()) {
       return fail(nvmux::Status::error(nvmux::StatusCode::kInvalidArgument,
-                                       "--backend {}: unknown backend (emu, uring or service)", backend));
+                                       "--backend {}: unknown backend (emu, uring, vfio or service)", backend));
     }
     params.backend.backend = *b;
   }

@@ -827,9 +827,12 @@ Status lock_for_verify(const PerfParams& params, VerifyLocks& locks) {
 
 std::uint32_t max_queue_depth(const PerfParams& params) {
   if (params.service) return service::kMaxQueueDepth;
-  return (params.backend.backend == nvme::Backend::kEmu ? nvme::EmuOptions{}.max_queue_entries
-                                                        : nvme::UringOptions{}.max_queue_entries) -
-         1;
+  switch (params.backend.backend) {
+    case nvme::Backend::kEmu: return nvme::EmuOptions{}.max_queue_entries - 1;
+    case nvme::Backend::kUring: return nvme::UringOptions{}.max_queue_entries - 1;
+    case nvme::Backend::kVfio: break;  // the controller's CAP.MQES decides; create_io_qpair says so
+  }
+  return nvme::kMaxQueueEntriesSpec - 1;
 }
 
 Result<PerfReport> run_perf(const PerfParams& params, const ProgressFn& progress) {

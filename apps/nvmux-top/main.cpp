@@ -11,10 +11,10 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include "cli.hpp"
 
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/service/protocol.hpp"
@@ -61,6 +61,9 @@ double rate(const json& before, const json& now, const char* key, const char* fi
   return 0.0;
 }
 
+// The p99 latency (us) nvmuxd reports for a session or queue pair: since it began, not per refresh.
+double p99_us(const json& row) { return row.value("latency_us", json::object()).value("p99", 0.0); }
+
 std::string header(const Sample& s) {
   const json& v = s.version;
   return fmt::format("nvmux-top: nvmuxd {} (pid {}, {} backend) on {}, up {:.0f} s: {} session(s), {} queue pair(s)\n",
@@ -90,12 +93,14 @@ std::string sessions_view(const Sample& before, const Sample& now, SortBy sort) 
     }
     return a.reads + a.writes > b.reads + b.writes;
   });
-  std::string out = fmt::format("{:>8} {:>8} {:>6} {:>6} {:>9} {:>11} {:>11} {:>9} {:>8} {:>8}\n", "SESSION", "PID",
-                                "UID", "QUEUES", "INFLIGHT", "READ/s", "WRITE/s", "MiB/s", "ERRORS", "REFUSED");
+  std::string out =
+      fmt::format("{:>8} {:>8} {:>6} {:>6} {:>9} {:>11} {:>11} {:>9} {:>9} {:>8} {:>8}\n", "SESSION", "PID", "UID",
+                  "QUEUES", "INFLIGHT", "READ/s", "WRITE/s", "MiB/s", "P99us", "ERRORS", "REFUSED");
   for (const Row& r : rows) {
-    out += fmt::format("{:>8} {:>8} {:>6} {:>6} {:>9} {:>11.0f} {:>11.0f} {:>9.1f} {:>8} {:>8}\n", r.s.value("id", 0),
-                       r.s.value("pid", 0), r.s.value("uid", 0), r.s.value("queues", 0), r.s.value("in_flight", 0),
-                       r.reads, r.writes, r.mib, r.s.value("errors", 0), r.s.value("refused", 0));
+    out += fmt::format("{:>8} {:>8} {:>6} {:>6} {:>9} {:>11.0f} {:>11.0f} {:>9.1f} {:>9.1f} {:>8} {:>8}\n",
+                       r.s.value("id", 0), r.s.value("pid", 0), r.s.value("uid", 0), r.s.value("queues", 0),
+                       r.s.value("in_flight", 0), r.reads, r.writes, r.mib, p99_us(r.s), r.s.value("errors", 0),
+                       r.s.value("refused", 0));
   }
   if (rows.empty()) out += "  (no sessions)\n";
   return out;
@@ -103,15 +108,15 @@ std::string sessions_view(const Sample& before, const Sample& now, SortBy sort) 
 
 std::string qpairs_view(const Sample& before, const Sample& now) {
   const double seconds = static_cast<double>(now.at_ns - before.at_ns) / 1e9;
-  std::string out =
-      fmt::format("{:>6} {:>5} {:>10} {:>5} {:>7} {:>9} {:>12} {:>9} {:>8} {:>8} {:>8}\n", "QPAIR", "QID", "THREAD",
-                  "CORE", "QUEUES", "INFLIGHT", "COMMANDS/s", "MAXDEPTH", "ERRORS", "TIMEOUTS", "RETRIES");
+  std::string out = fmt::format("{:>6} {:>5} {:>10} {:>5} {:>7} {:>9} {:>12} {:>9} {:>9} {:>8} {:>8} {:>8}\n", "QPAIR",
+                                "QID", "THREAD", "CORE", "QUEUES", "INFLIGHT", "COMMANDS/s", "MAXDEPTH", "P99us",
+                                "ERRORS", "TIMEOUTS", "RETRIES");
   for (const json& q : now.qpairs) {
-    out += fmt::format("{:>6} {:>5} {:>10} {:>5} {:>7} {:>9} {:>12.0f} {:>9} {:>8} {:>8} {:>8}\n", q.value("index", 0),
-                       q.value("qid", 0), q.value("thread", "?"), q.value("core", -1), q.value("client_queues", 0),
-                       q.value("in_flight", 0), rate(before.qpairs, q, "index", "completed", seconds),
-                       q.value("max_depth", 0), q.value("device_errors", 0), q.value("timeouts", 0),
-                       q.value("retries", 0));
+    out += fmt::format("{:>6} {:>5} {:>10} {:>5} {:>7} {:>9} {:>12.0f} {:>9} {:>9.1f} {:>8} {:>8} {:>8}\n",
+                       q.value("index", 0), q.value("qid", 0), q.value("thread", "?"), q.value("core", -1),
+                       q.value("client_queues", 0), q.value("in_flight", 0),
+                       rate(before.qpairs, q, "index", "completed", seconds), q.value("max_depth", 0), p99_us(q),
+                       q.value("device_errors", 0), q.value("timeouts", 0), q.value("retries", 0));
   }
   return out;
 }
@@ -186,14 +191,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_option("--interval-ms", interval_ms, "refresh period (and, with --once, the rate window)")
       ->capture_default_str();
   app.add_flag("--once", once, "print every view once and exit (for scripts)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "nvmux-top: %s (see --help)\n", e.what());
-    return 2;
-  }
+  if (auto done = nvmux::apps::parse_command_line(app, "nvmux-top", argc, argv)) return *done;
   if (interval_ms < 100 || interval_ms > 60'000) {
     std::fprintf(stderr, "nvmux-top: --interval-ms %d: 100..60000\n", interval_ms);
     return 2;

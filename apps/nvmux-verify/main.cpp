@@ -9,8 +9,8 @@
 // way (no daemon, refused), 2 bad usage.
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <cstdio>
+#include "cli.hpp"
 
 #include "nvmux/common/log.hpp"
 #include "nvmux/service/client.hpp"
@@ -35,14 +35,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_flag("--daemon-stats", stats_only, "print the daemon's session counters and exit");
   app.add_flag("--quiet", quiet, "no progress line");
   app.footer("Exit codes: 0 all verified, 1 mismatches / I/O errors / failure, 2 bad usage.");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::Success& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "nvmux-verify: %s\n", e.what());
-    return 2;
-  }
+  if (auto done = nvmux::apps::parse_command_line(app, "nvmux-verify", argc, argv)) return *done;
   const int pid = static_cast<int>(getpid());
   if (stats_only) {
     auto client = nvmux::service::Client::connect(p.socket);

@@ -4,11 +4,12 @@
 //   nvmuxd                                            # emu, one 1 GiB RAM namespace, default socket
 //   nvmuxd --socket /tmp/nvmux.sock --ns file:/var/lib/db.img,size=4G
 //   nvmuxd --backend uring --ns bdev:/dev/nvme0n1 --cores 1 --policy /etc/nvmux/policy.json
+//   nvmuxd --backend vfio --pci 0000:00:04.0                 # docs/vfio.md
 //
 // Exit codes: 0 stopped cleanly (SIGINT/SIGTERM), 1 failed while running or starting, 2 bad usage.
-#include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "cli.hpp"
 #include "daemon.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
@@ -23,8 +24,11 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_option("--socket", options.socket_path,
                  "Unix socket to serve (default: $NVMUX_SOCKET, /run/nvmux/nvmuxd.sock for root, else "
                  "$XDG_RUNTIME_DIR/nvmux/nvmuxd.sock)");
-  app.add_option("--backend", backend, "emu (software NVMe controller) or uring (io_uring on files/block devices)")
+  app.add_option("--backend", backend,
+                 "emu (software NVMe controller), uring (io_uring on files/block devices) or vfio (a PCIe controller "
+                 "bound to vfio-pci)")
       ->capture_default_str();
+  app.add_option("--pci", options.backend.pci_address, "vfio: the controller's PCI address, e.g. 0000:00:04.0");
   app.add_option("--ns", ns_args,
                  "namespace, as nvmux-perf names them: ram:size=1G | null:size=1G | file:PATH[,size=1G] | "
                  "bdev:/dev/X (repeatable; emu default ram:size=1G)");
@@ -50,14 +54,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_flag("--sqpoll", options.backend.uring_sqpoll, "uring: a kernel thread polls the submission queue");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.footer("Exit codes: 0 stopped by SIGINT/SIGTERM, 1 failed, 2 bad usage.");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::Success& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "nvmuxd: %s\n", e.what());
-    return 2;
-  }
+  if (auto done = nvmux::apps::parse_command_line(app, "nvmuxd", argc, argv)) return *done;
   nvmux::init_logging(log_level);
   auto usage = [](const nvmux::Status& s) {
     std::fprintf(stderr, "nvmuxd: %s\n", s.message().c_str());

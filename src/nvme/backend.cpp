@@ -8,6 +8,7 @@
 
 #include "nvmux/nvme/emu.hpp"
 #include "nvmux/nvme/uring.hpp"
+#include "nvmux/nvme/vfio.hpp"
 
 namespace nvmux::nvme {
 
@@ -125,10 +126,18 @@ Result<NamespaceArg> parse_namespace_arg(std::string_view text) {
 Result<Backend> parse_backend(std::string_view name) {
   if (name == "emu") return Backend::kEmu;
   if (name == "uring") return Backend::kUring;
-  return Status::error(StatusCode::kInvalidArgument, "unknown backend '{}' (emu or uring)", name);
+  if (name == "vfio") return Backend::kVfio;
+  return Status::error(StatusCode::kInvalidArgument, "unknown backend '{}' (emu, uring or vfio)", name);
 }
 
-std::string_view to_string(Backend backend) { return backend == Backend::kEmu ? "emu" : "uring"; }
+std::string_view to_string(Backend backend) {
+  switch (backend) {
+    case Backend::kEmu: return "emu";
+    case Backend::kUring: return "uring";
+    case Backend::kVfio: return "vfio";
+  }
+  return "?";
+}
 
 namespace {
 
@@ -234,11 +243,38 @@ Result<std::unique_ptr<Controller>> open_uring_controller(const BackendOptions& 
   return std::unique_ptr<Controller>(std::move(ctrl).value());
 }
 
+// The vfio backend: a PCIe controller by its address; its namespaces are its own.
+Result<std::unique_ptr<Controller>> open_vfio_controller(const BackendOptions& options) {
+  if (!options.namespaces.empty()) {
+    return Status::error(StatusCode::kInvalidArgument,
+                         "namespace '{}': the vfio backend uses the controller's own namespaces; drop --ns",
+                         options.namespaces.front().text);
+  }
+  if (options.pci_address.empty()) {
+    return Status::error(StatusCode::kInvalidArgument,
+                         "the vfio backend needs --pci ADDR (a controller bound to vfio-pci; scripts/nvmux-setup "
+                         "status lists them)");
+  }
+  VfioOptions vfio;
+  vfio.name = options.name.empty() ? "vfio0" : options.name;
+  vfio.pci_address = options.pci_address;
+  vfio.dma_arena_bytes = options.dma_arena_bytes;
+  vfio.max_io_queues = options.max_io_queues;
+  vfio.huge_pages = options.vfio_huge_pages;
+  auto ctrl = VfioController::create(std::move(vfio));
+  if (!ctrl.ok()) return ctrl.status();
+  return std::unique_ptr<Controller>(std::move(ctrl).value());
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Controller>> open_controller(const BackendOptions& options) {
-  if (options.backend == Backend::kEmu) return open_emu_controller(options);
-  return open_uring_controller(options);
+  switch (options.backend) {
+    case Backend::kEmu: return open_emu_controller(options);
+    case Backend::kUring: return open_uring_controller(options);
+    case Backend::kVfio: return open_vfio_controller(options);
+  }
+  return Status::error(StatusCode::kInvalidArgument, "unknown backend");
 }
 
 }  // namespace nvmux::nvme

@@ -1,10 +1,13 @@
 #include "nvmux/nvme/dma.hpp"
 
+#include <linux/mman.h>
 #include <sys/mman.h>
 
 #include <bit>
 #include <cerrno>
 #include <cstring>
+
+#include "nvmux/common/log.hpp"
 
 namespace nvmux::nvme {
 
@@ -36,19 +39,31 @@ void DmaBuffer::reset() {
   reserved_ = 0;
 }
 
-Result<std::shared_ptr<DmaArena>> DmaArena::create(std::size_t bytes, std::uint64_t iova_base) {
+Result<std::shared_ptr<DmaArena>> DmaArena::create(std::size_t bytes, std::uint64_t iova_base, DmaPages pages) {
   if (bytes == 0) return Status::error(StatusCode::kInvalidArgument, "DMA arena of 0 bytes");
   if (iova_base % kArenaPageBytes != 0) {
     return Status::error(StatusCode::kInvalidArgument, "DMA arena IOVA base {:#x} is not page aligned", iova_base);
   }
+  if (pages == DmaPages::kHugePreferred) {
+    // Huge pages are reserved at mmap time (no MAP_NORESERVE): too few free fails here, never
+    // later with a SIGBUS on first touch.
+    const std::size_t huge_bytes = round_up(bytes, kHugePageBytes);
+    void* p = ::mmap(nullptr, huge_bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
+    if (p != MAP_FAILED) {
+      return std::shared_ptr<DmaArena>(new DmaArena(static_cast<std::byte*>(p), huge_bytes, iova_base, kHugePageBytes));
+    }
+    NVMUX_LOG_INFO("DMA arena of {} bytes: no 2 MiB huge pages ({}); using 4 KiB pages", huge_bytes,
+                   std::strerror(errno));
+  }
   bytes = round_up(bytes, kArenaPageBytes);
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return Status::from_errno(errno, fmt::format("mmap of a {}-byte DMA arena", bytes));
-  return std::shared_ptr<DmaArena>(new DmaArena(static_cast<std::byte*>(p), bytes, iova_base));
+  return std::shared_ptr<DmaArena>(new DmaArena(static_cast<std::byte*>(p), bytes, iova_base, kArenaPageBytes));
 }
 
-DmaArena::DmaArena(std::byte* base, std::size_t size, std::uint64_t iova_base)
-    : base_(base), size_(size), iova_base_(iova_base) {
+DmaArena::DmaArena(std::byte* base, std::size_t size, std::uint64_t iova_base, std::size_t page_bytes)
+    : base_(base), size_(size), iova_base_(iova_base), page_bytes_(page_bytes) {
   free_.emplace(0, size);
 }
 
@@ -132,14 +147,18 @@ Result<ForeignRegion> DmaArena::map_foreign(std::span<std::byte> memory) {
   for (std::size_t i = 0; i < kMaxForeignRegions; ++i) {
     ForeignSlot& slot = foreign_[i];
     if (slot.bytes.load(std::memory_order_relaxed) != 0) continue;
+    const std::uint64_t iova = kForeignIovaBase + i * kForeignRegionSpanBytes;
+    if (iommu_.map) NVMUX_RETURN_IF_ERROR(iommu_.map(iova, memory.data(), round_up(memory.size(), kArenaPageBytes)));
     slot.host.store(memory.data(), std::memory_order_relaxed);
+    slot.generation.store(++last_foreign_generation_, std::memory_order_relaxed);
     slot.bytes.store(memory.size(), std::memory_order_release);  // host before the size that opens it
+    foreign_epoch_.fetch_add(1, std::memory_order_release);
     ++foreign_in_use_;
     ForeignRegion region;
     region.arena_ = shared_from_this();
     region.slot_ = i;
     region.data_ = memory.data();
-    region.iova_ = kForeignIovaBase + i * kForeignRegionSpanBytes;
+    region.iova_ = iova;
     region.size_ = memory.size();
     return region;
   }
@@ -150,9 +169,33 @@ void DmaArena::unmap_foreign(std::size_t slot) {
   std::lock_guard lock(mutex_);
   NVMUX_ASSERT(slot < kMaxForeignRegions && foreign_[slot].bytes.load(std::memory_order_relaxed) != 0,
                "unmapping foreign DMA region slot {} that is not mapped", slot);
+  if (iommu_.unmap) {
+    iommu_.unmap(kForeignIovaBase + slot * kForeignRegionSpanBytes,
+                 round_up(foreign_[slot].bytes.load(std::memory_order_relaxed), kArenaPageBytes));
+  }
   foreign_[slot].bytes.store(0, std::memory_order_release);  // closes the range before the slot is reused
+  foreign_[slot].generation.store(0, std::memory_order_release);
   foreign_[slot].host.store(nullptr, std::memory_order_relaxed);
+  foreign_epoch_.fetch_add(1, std::memory_order_release);
   --foreign_in_use_;
+}
+
+void DmaArena::set_iommu_hooks(IommuHooks hooks) {
+  std::lock_guard lock(mutex_);
+  NVMUX_ASSERT(foreign_in_use_ == 0, "IOMMU hooks installed with {} foreign DMA regions already mapped",
+               foreign_in_use_);
+  iommu_ = std::move(hooks);
+}
+
+std::array<DmaArena::ForeignView, DmaArena::kMaxForeignRegions> DmaArena::foreign_snapshot() const {
+  std::array<ForeignView, kMaxForeignRegions> out;
+  std::lock_guard lock(mutex_);
+  for (std::size_t i = 0; i < kMaxForeignRegions; ++i) {
+    out[i] =
+        ForeignView{foreign_[i].host.load(std::memory_order_relaxed), foreign_[i].bytes.load(std::memory_order_relaxed),
+                    foreign_[i].generation.load(std::memory_order_relaxed)};
+  }
+  return out;
 }
 
 void DmaArena::release(std::size_t offset, std::size_t bytes) {

@@ -5,6 +5,7 @@
 #include <bit>
 #include <cstring>
 
+#include "admin_flow.hpp"
 #include "emu_device.hpp"
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/log.hpp"
@@ -16,50 +17,35 @@ constexpr std::uint16_t kIoQueuesRequested = 1024;    // ask for many; the devic
 constexpr std::uint32_t kIdleSpinsBeforeYield = 256;  // device thread: polls with nothing to do, then yield
 constexpr std::uint64_t kReadyTimeoutNs = 5'000'000'000ull;
 
-std::string trim(const char* field, std::size_t width) {
-  std::string s(field, width);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
-  return s;
+// Runs the device once in the engine modes without a device thread (a poll hook).
+void step_device(void* ctx) { static_cast<EmuDevice*>(ctx)->step(SIZE_MAX); }
+
+// The health hook: CSTS.CFS set (a kControllerFatal fault) fails the queue pairs.
+std::string device_health(void* ctx) {
+  const std::uint32_t csts = static_cast<EmuDevice*>(ctx)->read_csts();
+  if ((csts & kCstsFatal) == 0) return {};
+  return fmt::format("controller fatal status (CSTS {:#x})", csts);
 }
 }  // namespace
 
-// The emu queue transport: real SQ/CQ memory in the DMA arena, the device's doorbell registers.
-class EmuController::Transport final : public QueueTransport {
- public:
-  Transport(EmuController* ctrl, std::uint16_t qid, DmaBuffer sq, std::uint32_t sq_entries, DmaBuffer cq,
-            std::uint32_t cq_entries)
-      : ctrl_(ctrl), qid_(qid), sq_(std::move(sq)), cq_(std::move(cq)), sq_entries_(sq_entries),
-        cq_entries_(cq_entries) {}
-  ~Transport() override {
-    if (qid_ == 0) return;  // the admin queue lives as long as the controller is enabled
-    Status s = ctrl_->delete_device_queues(qid_);
-    if (!s.ok()) NVMUX_LOG_ERROR("{}: deleting I/O queue {}: {}", ctrl_->name(), qid_, s.to_string());
-    ctrl_->release_qid(qid_);
+// The queue transport over the emu device's doorbell registers; the inline engine steps the
+// device at the start of every poll.
+std::unique_ptr<QueueTransport> EmuController::make_transport(std::uint16_t qid, DmaBuffer sq, std::uint32_t sq_entries,
+                                                              DmaBuffer cq, std::uint32_t cq_entries) {
+  DeviceQueueTransport::Device d;
+  d.ctrl = this;
+  d.sq_tail_doorbell = &device_->sq_tail_doorbell(qid);
+  d.cq_head_doorbell = &device_->cq_head_doorbell(qid);
+  if (options_.engine == EmuEngine::kInline) {
+    d.poll = step_device;
+    d.poll_ctx = device_.get();
   }
-  std::uint16_t qid() const override { return qid_; }
-  std::span<SubmissionEntry> sq() override { return {reinterpret_cast<SubmissionEntry*>(sq_.data()), sq_entries_}; }
-  std::span<CompletionEntry> cq() override { return {reinterpret_cast<CompletionEntry*>(cq_.data()), cq_entries_}; }
-  std::atomic<std::uint32_t>& sq_tail_doorbell() override { return ctrl_->device_->sq_tail_doorbell(qid_); }
-  std::atomic<std::uint32_t>& cq_head_doorbell() override { return ctrl_->device_->cq_head_doorbell(qid_); }
-  void poll() override {
-    if (ctrl_->options_.engine == EmuEngine::kInline) ctrl_->device_->step(SIZE_MAX);
-  }
-  Status reset() override {
-    if (qid_ == 0) return Status::error(StatusCode::kUnsupported, "the admin queue is reset with the controller");
-    NVMUX_RETURN_IF_ERROR(ctrl_->delete_device_queues(qid_));
-    std::memset(sq_.data(), 0, sq_.size());
-    std::memset(cq_.data(), 0, cq_.size());  // phase 0 everywhere: nothing new yet
-    return ctrl_->create_device_queues(qid_, sq_entries_, cq_entries_, sq_, cq_);
-  }
-
- private:
-  EmuController* ctrl_;
-  std::uint16_t qid_;
-  DmaBuffer sq_;
-  DmaBuffer cq_;
-  std::uint32_t sq_entries_;
-  std::uint32_t cq_entries_;
-};
+  d.health = device_health;
+  d.health_ctx = device_.get();
+  d.release_qid = [](void* ctx, std::uint16_t q) { static_cast<EmuController*>(ctx)->release_qid(q); };
+  d.release_ctx = this;
+  return std::make_unique<DeviceQueueTransport>(d, qid, std::move(sq), sq_entries, std::move(cq), cq_entries);
+}
 
 EmuController::EmuController(EmuOptions options) : options_(std::move(options)) {}
 
@@ -107,10 +93,16 @@ Status EmuController::bring_up() {
   NVMUX_RETURN_IF_ERROR(enable_controller());
   auto ident = dma_alloc(kPageBytes);  // every Identify's data page
   NVMUX_RETURN_IF_ERROR(ident.status());
-  auto namespace_count = identify_controller(*ident);
-  if (!namespace_count.ok()) return namespace_count.status();
-  NVMUX_RETURN_IF_ERROR(identify_namespaces(*ident, *namespace_count));
-  return set_number_of_queues();
+  NVMUX_RETURN_IF_ERROR(identify_controller(*this, *ident, info_).status());
+  info_.max_queue_entries = static_cast<std::uint32_t>(device_->read_cap() & 0xffffu) + 1;
+  auto namespaces = identify_namespaces(*this, *ident);
+  if (!namespaces.ok()) return namespaces.status();
+  namespaces_ = std::move(namespaces).value();
+  auto granted = set_number_of_queues(*this, kIoQueuesRequested);
+  if (!granted.ok()) return granted.status();
+  info_.io_queues = *granted;
+  qids_.reset(info_.io_queues);
+  return {};
 }
 
 // The DMA arena, the namespaces' stores and the device on them; its thread in EmuEngine::kThread.
@@ -140,25 +132,15 @@ Status EmuController::build_device() {
 // the admin queue pair on that memory.
 Status EmuController::enable_controller() {
   const std::uint32_t n = options_.admin_queue_entries;
-  auto asq = dma_alloc(std::size_t{n} * sizeof(SubmissionEntry));
-  auto acq = dma_alloc(std::size_t{n} * sizeof(CompletionEntry));
-  auto prp = dma_alloc(std::size_t{n - 1} * kPageBytes);
-  auto scratch = dma_alloc(kPageBytes);
-  for (const Status* s : {&asq.status(), &acq.status(), &prp.status(), &scratch.status()}) NVMUX_RETURN_IF_ERROR(*s);
-  admin_scratch_ = std::move(scratch).value();
+  auto memory = alloc_queue_memory(*this, n, n);
+  if (!memory.ok()) return memory.status();
   device_->write_aqa((n - 1) | ((n - 1) << 16));
-  device_->write_asq(asq->iova());
-  device_->write_acq(acq->iova());
+  device_->write_asq(memory->sq.iova());
+  device_->write_acq(memory->cq.iova());
   device_->write_cc(kCcEnable | (6u << 16) | (4u << 20));  // MPS 0 (4 KiB), IOSQES 2^6, IOCQES 2^4
   NVMUX_RETURN_IF_ERROR(wait_until_ready());
-  QueuePairOptions admin_options;
-  admin_options.name = options_.name + "/admin";
-  admin_options.sq_entries = n;
-  admin_options.access = QueuePairAccess::kCallerSerialised;  // admin_mutex_ serialises every user
-  admin_options.timeout_us = options_.admin_timeout_ms * 1000;
-  admin_qp_ = std::make_unique<QueuePair>(
-      std::make_unique<Transport>(this, 0, std::move(asq).value(), n, std::move(acq).value(), n),
-      std::move(prp).value(), std::vector<NamespaceInfo>{}, 0, admin_options);
+  admin_qp_ = make_admin_qpair(*this, std::move(memory).value(), n, options_.admin_timeout_ms,
+                               [this](auto... args) { return make_transport(std::move(args)...); });
   return {};
 }
 
@@ -173,79 +155,6 @@ Status EmuController::wait_until_ready() {
   if ((device_->read_csts() & kCstsFatal) != 0) {
     return Status::error(StatusCode::kInternal, "{}: controller fatal status on enable", name());
   }
-  return {};
-}
-
-// Runs one Identify command into `page`; `what` names it in the error.
-Status EmuController::identify(const SubmissionEntry& cmd, const char* what, const DmaBuffer& page) {
-  auto cpl = admin_command(cmd, page.whole());
-  if (!cpl.ok()) return cpl.status();
-  if (!cpl->success()) {
-    return Status::error(StatusCode::kIoError, "{}: {} failed: {}", name(), what,
-                         describe_status(cpl->sct(), cpl->sc()));
-  }
-  return {};
-}
-
-// Identify Controller into info_; returns the namespace count it reports.
-Result<std::uint32_t> EmuController::identify_controller(const DmaBuffer& page) {
-  SubmissionEntry cmd{};
-  cmd.opcode = static_cast<std::uint8_t>(AdminOpcode::kIdentify);
-  cmd.cdw10 = static_cast<std::uint32_t>(IdentifyCns::kController);
-  NVMUX_RETURN_IF_ERROR(identify(cmd, "Identify Controller", page));
-  const auto* idc = reinterpret_cast<const IdentifyController*>(page.data());
-  info_.model = trim(idc->mn, sizeof(idc->mn));
-  info_.serial = trim(idc->sn, sizeof(idc->sn));
-  info_.firmware = trim(idc->fr, sizeof(idc->fr));
-  info_.vendor_id = idc->vid;
-  info_.controller_id = idc->cntlid;
-  info_.version = idc->ver;
-  info_.max_transfer_bytes = idc->mdts == 0 ? 0 : kPageBytes << idc->mdts;
-  info_.max_queue_entries = static_cast<std::uint32_t>(device_->read_cap() & 0xffffu) + 1;
-  info_.oncs = idc->oncs;
-  info_.volatile_write_cache = (idc->vwc & 1u) != 0;
-  return std::uint32_t{idc->nn};
-}
-
-// Active namespace list, then Identify Namespace for each, into namespaces_.
-Status EmuController::identify_namespaces(const DmaBuffer& page, std::uint32_t namespace_count) {
-  SubmissionEntry cmd{};
-  cmd.opcode = static_cast<std::uint8_t>(AdminOpcode::kIdentify);
-  cmd.cdw10 = static_cast<std::uint32_t>(IdentifyCns::kActiveNamespaceList);
-  NVMUX_RETURN_IF_ERROR(identify(cmd, "Identify active namespace list", page));
-  std::vector<std::uint32_t> nsids;
-  const auto* list = reinterpret_cast<const std::uint32_t*>(page.data());
-  for (std::uint32_t i = 0; i < kPageBytes / 4 && list[i] != 0; ++i) nsids.push_back(list[i]);
-  for (std::uint32_t nsid : nsids) {
-    cmd = SubmissionEntry{};
-    cmd.opcode = static_cast<std::uint8_t>(AdminOpcode::kIdentify);
-    cmd.nsid = nsid;
-    cmd.cdw10 = static_cast<std::uint32_t>(IdentifyCns::kNamespace);
-    NVMUX_RETURN_IF_ERROR(identify(cmd, "Identify Namespace", page));
-    const auto* ns = reinterpret_cast<const IdentifyNamespace*>(page.data());
-    NVMUX_ASSERT(nsid == namespaces_.size() + 1, "{}: namespaces are not dense: nsid {} after {}", name(), nsid,
-                 namespaces_.size());
-    namespaces_.push_back(NamespaceInfo{nsid, ns->nsze, 1u << ns->lbaf[ns->flbas & 0xfu].lbads});
-  }
-  NVMUX_ASSERT(namespaces_.size() == namespace_count, "{}: identify reports {} namespaces, the list {}", name(),
-               namespace_count, namespaces_.size());
-  return {};
-}
-
-// Set Features: Number of Queues (0's based in both halves); info_.io_queues is what is granted.
-Status EmuController::set_number_of_queues() {
-  SubmissionEntry cmd{};
-  cmd.opcode = static_cast<std::uint8_t>(AdminOpcode::kSetFeatures);
-  cmd.cdw10 = static_cast<std::uint32_t>(FeatureId::kNumberOfQueues);
-  cmd.cdw11 = (kIoQueuesRequested - 1u) | ((kIoQueuesRequested - 1u) << 16);
-  auto cpl = admin_command(cmd, {});
-  if (!cpl.ok()) return cpl.status();
-  if (!cpl->success()) {
-    return Status::error(StatusCode::kIoError, "{}: Set Features (Number of Queues) failed: {}", name(),
-                         describe_status(cpl->sct(), cpl->sc()));
-  }
-  info_.io_queues = static_cast<std::uint16_t>(std::min(cpl->cdw0 & 0xffffu, cpl->cdw0 >> 16) + 1);
-  qids_.reset(info_.io_queues);
   return {};
 }
 
@@ -303,73 +212,9 @@ Result<ForeignRegion> EmuController::register_memory(std::span<std::byte> memory
 }
 
 Result<CompletionEntry> EmuController::admin_command(const SubmissionEntry& command, IoVec data) {
-  struct Waiter {
-    bool done = false;
-    IoCompletion completion;
-  } waiter;
-  auto on_done = [](void* ctx, const IoCompletion& c) {
-    auto* w = static_cast<Waiter*>(ctx);
-    w->completion = c;
-    w->done = true;
-  };
   std::lock_guard lock(admin_mutex_);
-  NVMUX_RETURN_IF_ERROR(admin_qp_->submit_raw(command, data, on_done, &waiter));
-  while (!waiter.done) {
-    if (options_.engine != EmuEngine::kThread) device_->step(SIZE_MAX);
-    auto n = admin_qp_->process_completions();
-    if (!n.ok()) return n.status();  // the callback ran with kAborted too
-    if (!waiter.done) std::this_thread::yield();
-  }
-  StatusCode code = waiter.completion.status.code();
-  if (code == StatusCode::kTimeout || code == StatusCode::kAborted) return waiter.completion.status;
-  return waiter.completion.cqe;  // success or a device status, for the caller to read
-}
-
-Status EmuController::create_device_queues(std::uint16_t qid, std::uint32_t sq_entries, std::uint32_t cq_entries,
-                                           const DmaBuffer& sq, const DmaBuffer& cq) {
-  SubmissionEntry cmd{};
-  cmd.opcode = static_cast<std::uint8_t>(AdminOpcode::kCreateIoCq);
-  cmd.prp1 = cq.iova();
-  cmd.cdw10 = qid | ((cq_entries - 1) << 16);
-  cmd.cdw11 = kQueuePhysicallyContiguous;
-  auto cpl = admin_command(cmd, {});
-  if (!cpl.ok()) return cpl.status();
-  if (!cpl->success()) {
-    return Status::error(StatusCode::kInvalidArgument, "{}: Create I/O CQ {} of {} entries: {}", name(), qid,
-                         cq_entries, describe_status(cpl->sct(), cpl->sc()));
-  }
-  cmd = SubmissionEntry{};
-  cmd.opcode = static_cast<std::uint8_t>(AdminOpcode::kCreateIoSq);
-  cmd.prp1 = sq.iova();
-  cmd.cdw10 = qid | ((sq_entries - 1) << 16);
-  cmd.cdw11 = kQueuePhysicallyContiguous | (std::uint32_t{qid} << 16);
-  cpl = admin_command(cmd, {});
-  if (!cpl.ok() || !cpl->success()) {
-    Status why = cpl.ok() ? Status::error(StatusCode::kInvalidArgument, "{}: Create I/O SQ {} of {} entries: {}",
-                                          name(), qid, sq_entries, describe_status(cpl->sct(), cpl->sc()))
-                          : cpl.status();
-    SubmissionEntry del{};
-    del.opcode = static_cast<std::uint8_t>(AdminOpcode::kDeleteIoCq);
-    del.cdw10 = qid;
-    (void)admin_command(del, {});
-    return why;
-  }
-  return {};
-}
-
-Status EmuController::delete_device_queues(std::uint16_t qid) {
-  for (AdminOpcode op : {AdminOpcode::kDeleteIoSq, AdminOpcode::kDeleteIoCq}) {
-    SubmissionEntry cmd{};
-    cmd.opcode = static_cast<std::uint8_t>(op);
-    cmd.cdw10 = qid;
-    auto cpl = admin_command(cmd, {});
-    if (!cpl.ok()) return cpl.status();
-    if (!cpl->success()) {
-      return Status::error(StatusCode::kIoError, "{}: Delete I/O {} {}: {}", name(),
-                           op == AdminOpcode::kDeleteIoSq ? "SQ" : "CQ", qid, describe_status(cpl->sct(), cpl->sc()));
-    }
-  }
-  return {};
+  const bool step = options_.engine != EmuEngine::kThread;
+  return wait_admin_command(*admin_qp_, command, data, step ? step_device : nullptr, device_.get());
 }
 
 void EmuController::release_qid(std::uint16_t qid) {
@@ -380,8 +225,6 @@ void EmuController::release_qid(std::uint16_t qid) {
 Result<std::unique_ptr<QueuePair>> EmuController::create_io_qpair(const QueuePairOptions& options) {
   auto entries = io_queue_entries(name(), options, kMaxQueueEntriesSpec);
   if (!entries.ok()) return entries.status();
-  std::uint32_t sq_entries = entries->sq;
-  std::uint32_t cq_entries = entries->cq;
   std::uint16_t qid = 0;
   {
     std::lock_guard lock(qid_mutex_);
@@ -389,21 +232,10 @@ Result<std::unique_ptr<QueuePair>> EmuController::create_io_qpair(const QueuePai
     if (!acquired.ok()) return acquired.status();
     qid = *acquired;
   }
-  auto sq = dma_alloc(std::size_t{sq_entries} * sizeof(SubmissionEntry));
-  auto cq = dma_alloc(std::size_t{cq_entries} * sizeof(CompletionEntry));
-  auto prp = dma_alloc(std::size_t{sq_entries - 1} * kPageBytes);
-  Status s = !sq.ok() ? sq.status() : !cq.ok() ? cq.status() : !prp.ok() ? prp.status() : Status();
-  if (s.ok()) s = create_device_queues(qid, sq_entries, cq_entries, *sq, *cq);
-  if (!s.ok()) {
-    release_qid(qid);
-    return s;
-  }
-  QueuePairOptions qp_options = options;
-  if (qp_options.name.empty()) qp_options.name = fmt::format("{}/q{}", name(), qid);
-  auto transport =
-      std::make_unique<Transport>(this, qid, std::move(sq).value(), sq_entries, std::move(cq).value(), cq_entries);
-  return std::make_unique<QueuePair>(std::move(transport), std::move(prp).value(), namespaces_,
-                                     info_.max_transfer_bytes, std::move(qp_options));
+  auto qp = create_device_qpair(*this, qid, *entries, options,
+                                [this](auto... args) { return make_transport(std::move(args)...); });
+  if (!qp.ok()) release_qid(qid);
+  return qp;
 }
 
 }  // namespace nvmux::nvme

@@ -244,7 +244,8 @@ std::size_t EmuDevice::step(std::size_t max_commands) {
   bool enabled = (cc_.load(std::memory_order_acquire) & kCcEnable) != 0;  // pairs with write_cc
   if (enabled && !ready_ && (csts_.load(std::memory_order_relaxed) & kCstsFatal) == 0) enable();
   if (!enabled && (ready_ || csts_.load(std::memory_order_relaxed) != 0)) disable();
-  if (!ready_) return 0;
+  // A controller in fatal status does nothing until the driver disables it (CC.EN = 0).
+  if (!ready_ || (csts_.load(std::memory_order_relaxed) & kCstsFatal) != 0) return 0;
   // Time matters only for the latency model and delayed completions; skip the clock otherwise:
   // "now" is then the end of time, so everything already queued is due (kUntimed).
   bool timed = config_.latency_us != 0 || delayed_pending_ != 0 || has_faults_.load(std::memory_order_relaxed);
@@ -252,6 +253,7 @@ std::size_t EmuDevice::step(std::size_t max_commands) {
   std::size_t work = post(t);
   for (std::size_t q = 0; q < sqs_.size(); ++q) {
     if (sqs_[q].exists) work += fetch(static_cast<std::uint16_t>(q), max_commands, t);
+    if ((csts_.load(std::memory_order_relaxed) & kCstsFatal) != 0) return work;  // a kControllerFatal fault
   }
   work += post(t);
   return work;
@@ -276,6 +278,10 @@ std::size_t EmuDevice::fetch(std::uint16_t qid, std::size_t max_commands, std::u
     ++n;
     single_writer_add(commands_, 1);
     std::optional<FaultRule> fault = match_fault(qid, cmd.opcode);
+    if (fault && fault->kind == FaultRule::Kind::kControllerFatal) {
+      csts_.store(kCstsReady | kCstsFatal, std::memory_order_release);  // the driver's health check sees it
+      return n;
+    }
     std::uint32_t cdw0 = 0;
     std::uint16_t status;
     if (fault && fault->kind == FaultRule::Kind::kStatus) {

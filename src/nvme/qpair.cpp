@@ -463,7 +463,11 @@ Result<std::uint32_t> QueuePair::process_completions(std::uint32_t max) {
   if (state_ != State::kActive) [[unlikely]]
     return failure_;
   if (sq_doorbell_pending_) ring_sq_doorbell();
-  transport_->poll();
+  if (!transport_->poll()) [[unlikely]] {
+    fail(fmt::format("qpair '{}' (qid {}) failed: {}; every outstanding command is aborted", options_.name, qid_,
+                     transport_->device_failure()));
+    return failure_;
+  }
 
   const auto cq_size = static_cast<std::uint32_t>(cq_.size());
   const std::uint32_t limit = max == 0 ? UINT32_MAX : max;

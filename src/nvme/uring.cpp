@@ -80,11 +80,11 @@ class UringController::Transport final : public QueueTransport {
  public:
   struct Counters {
     std::atomic<std::uint64_t> submit_calls{0}, sqes{0}, fixed_rw{0}, vectored_rw{0}, bounced{0}, rejected{0},
-        kernel_errors{0}, refused_submits{0};
+        kernel_errors{0}, refused_submits{0}, foreign_registrations{0};
     UringStats snapshot() const {
       auto l = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-      return UringStats{l(submit_calls), l(sqes),     l(fixed_rw),      l(vectored_rw),
-                        l(bounced),      l(rejected), l(kernel_errors), l(refused_submits)};
+      return UringStats{l(submit_calls), l(sqes),          l(fixed_rw),        l(vectored_rw),          l(bounced),
+                        l(rejected),     l(kernel_errors), l(refused_submits), l(foreign_registrations)};
     }
   };
 
@@ -108,10 +108,13 @@ class UringController::Transport final : public QueueTransport {
   std::atomic<std::uint32_t>& sq_tail_doorbell() override { return sq_tail_doorbell_; }
   std::atomic<std::uint32_t>& cq_head_doorbell() override { return cq_head_doorbell_; }
 
-  void poll() override {
+  bool poll() override {
+    // A client arena unmapped since the last look: unpin it now rather than at the next transfer.
+    if (fixed_buffers_ && ctrl_->arena_->foreign_epoch() != foreign_epoch_) sync_foreign();
     fetch_and_submit();
     reap();
     post_waiting();
+    return true;
   }
 
   Status reset() override {
@@ -194,16 +197,81 @@ class UringController::Transport final : public QueueTransport {
     rc = io_uring_register_files(&ring_, fds.data(), static_cast<unsigned>(fds.size()));
     if (rc < 0) return Status::from_errno(-rc, fmt::format("{}: io_uring_register_files", ctrl_->name()));
     if (ctrl_->options_.register_buffers) {
+      // Buffer 0 is the controller's own arena; buffer 1 + slot a foreign region (a client's arena
+      // in nvmuxd), registered at its first transfer on this ring (fixed_buffer_for).
       iovec whole{ctrl_->arena_->translate(ctrl_->arena_->iova_base(), ctrl_->arena_->size()), ctrl_->arena_->size()};
-      rc = io_uring_register_buffers(&ring_, &whole, 1);
+      rc = io_uring_register_buffers_sparse(&ring_, 1 + DmaArena::kMaxForeignRegions);
+      if (rc >= 0) rc = update_buffer(0, whole);
       if (rc < 0) {
         return Status::from_errno(-rc, fmt::format("{}: io_uring_register_buffers({} bytes; raise RLIMIT_MEMLOCK or "
                                                    "pass register_buffers=false)",
                                                    ctrl_->name(), whole.iov_len));
       }
       fixed_buffers_ = true;
+      foreign_.resize(DmaArena::kMaxForeignRegions);
     }
     return {};
+  }
+
+  int update_buffer(unsigned index, iovec iov) {
+    __u64 tag = 0;
+    return io_uring_register_buffers_update_tag(&ring_, index, &iov, &tag, 1);
+  }
+
+  // The registered buffer holding [p, p + len): 0 for the controller's arena, 1 + slot for a
+  // foreign region (registered here at its first use: registering pins, and so allocates, all of
+  // it), -1 for none (the transfer goes through readv/writev).
+  int fixed_buffer_for(const std::byte* p, std::size_t len) {
+    const DmaArena& arena = *ctrl_->arena_;
+    if (arena.owns(p, len)) return 0;
+    if (arena.foreign_epoch() != foreign_epoch_) sync_foreign();
+    for (std::size_t slot : foreign_mapped_) {
+      ForeignBuffer& b = foreign_[slot];
+      if (p < b.host || static_cast<std::size_t>(p - b.host) >= b.bytes) continue;
+      if (len > b.bytes - static_cast<std::size_t>(p - b.host)) return -1;
+      // Unmapped or replaced since the last sync: the pinned pages are not this memory's.
+      if (arena.foreign_generation(slot) != b.generation) return -1;
+      if (!b.registered && !b.refused) register_foreign(slot);
+      return b.registered ? static_cast<int>(1 + slot) : -1;
+    }
+    return -1;
+  }
+
+  // Brings this ring's view of the foreign regions up to date; the buffer of a region that went
+  // away (or was replaced) leaves the table, which unpins its pages.
+  void sync_foreign() {
+    foreign_epoch_ = ctrl_->arena_->foreign_epoch();  // first: a change during the sync shows next time
+    const auto views = ctrl_->arena_->foreign_snapshot();
+    foreign_mapped_.clear();
+    for (std::size_t slot = 0; slot < views.size(); ++slot) {
+      ForeignBuffer& b = foreign_[slot];
+      if (b.generation != views[slot].generation) {
+        if (b.registered) {
+          int rc = update_buffer(static_cast<unsigned>(1 + slot), iovec{nullptr, 0});
+          if (rc < 0) {
+            NVMUX_LOG_ERROR("{}/q{}: unregistering buffer {} failed ({}); its pages stay pinned until the ring closes",
+                            ctrl_->name(), qid_, 1 + slot, std::strerror(-rc));
+          }
+        }
+        b = ForeignBuffer{views[slot].host, views[slot].bytes, views[slot].generation};
+      }
+      if (b.generation != 0) foreign_mapped_.push_back(slot);
+    }
+  }
+
+  void register_foreign(std::size_t slot) {
+    ForeignBuffer& b = foreign_[slot];
+    int rc = update_buffer(static_cast<unsigned>(1 + slot), iovec{b.host, b.bytes});
+    if (rc < 0) {
+      b.refused = true;
+      NVMUX_LOG_WARN(
+          "{}/q{}: {} bytes of foreign memory not registered ({}; raise RLIMIT_MEMLOCK); its transfers "
+          "go through readv/writev",
+          ctrl_->name(), qid_, b.bytes, std::strerror(-rc));
+      return;
+    }
+    b.registered = true;
+    single_writer_add(counters_.foreign_registrations);
   }
 
   // New SQ entries -> io_uring SQEs, one io_uring_submit for all of them.
@@ -413,13 +481,14 @@ class UringController::Transport final : public QueueTransport {
         }
         io_uring_prep_write(sqe, fd, s.bounce, static_cast<unsigned>(bytes), offset);
       }
-    } else if (s.iov.size() == 1 && fixed_buffers_ &&
-               ctrl_->arena_->owns(static_cast<std::byte*>(s.iov[0].iov_base), s.iov[0].iov_len)) {
+    } else if (int buffer = -1;
+               s.iov.size() == 1 && fixed_buffers_ &&
+               (buffer = fixed_buffer_for(static_cast<std::byte*>(s.iov[0].iov_base), s.iov[0].iov_len)) >= 0) {
       single_writer_add(counters_.fixed_rw);
       if (read) {
-        io_uring_prep_read_fixed(sqe, fd, s.iov[0].iov_base, static_cast<unsigned>(bytes), offset, 0);
+        io_uring_prep_read_fixed(sqe, fd, s.iov[0].iov_base, static_cast<unsigned>(bytes), offset, buffer);
       } else {
-        io_uring_prep_write_fixed(sqe, fd, s.iov[0].iov_base, static_cast<unsigned>(bytes), offset, 0);
+        io_uring_prep_write_fixed(sqe, fd, s.iov[0].iov_base, static_cast<unsigned>(bytes), offset, buffer);
       }
     } else {
       single_writer_add(counters_.vectored_rw);
@@ -552,6 +621,18 @@ class UringController::Transport final : public QueueTransport {
   bool ring_ready_ = false;
   bool fixed_buffers_ = false;
   bool taskrun_flag_ = false;  // IORING_SETUP_TASKRUN_FLAG in effect
+
+  // Foreign regions (client arenas) as this ring knows them, by DmaArena slot; buffer 1 + slot.
+  struct ForeignBuffer {
+    std::byte* host = nullptr;
+    std::size_t bytes = 0;
+    std::uint64_t generation = 0;  // of the region described (0: none)
+    bool registered = false;       // in this ring's buffer table
+    bool refused = false;          // the kernel refused it: transfers go through readv/writev
+  };
+  std::vector<ForeignBuffer> foreign_;
+  std::vector<std::size_t> foreign_mapped_;  // slots with a region, for the lookup
+  std::uint64_t foreign_epoch_ = 0;          // DmaArena::foreign_epoch() at the last sync
 
   std::uint32_t sq_head_ = 0;
   std::uint32_t cq_tail_ = 0;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 
 #include "daemon.hpp"
@@ -49,6 +50,31 @@ json policy_json(const Policy& policy) {
   return rules;
 }
 
+// The quantiles every latency view reports: the admin JSON's name, Prometheus' label, percent.
+struct LatencyQuantile {
+  const char* name;
+  const char* label;
+  double percent;
+};
+constexpr LatencyQuantile kLatencyQuantiles[] = {
+    {"p50", "0.5", 50.0}, {"p90", "0.9", 90.0}, {"p99", "0.99", 99.0}, {"p999", "0.999", 99.9}};
+
+// TSC ticks as microseconds, to the nanosecond (a billion ticks converted keeps the fraction).
+double ticks_to_us(double ticks) {
+  return std::round(ticks * static_cast<double>(tsc_to_ns(1'000'000'000)) / 1e9) / 1e3;
+}
+
+// A histogram of TSC ticks as microseconds: count, mean, the quantiles above and max, since the
+// queue (or queue pair) began.
+json latency_json(const Histogram& tsc) {
+  json out{{"count", tsc.count()}, {"mean", ticks_to_us(tsc.mean())}};
+  for (const LatencyQuantile& q : kLatencyQuantiles) {
+    out[q.name] = ticks_to_us(static_cast<double>(tsc.percentile(q.percent)));
+  }
+  out["max"] = ticks_to_us(static_cast<double>(tsc.max()));
+  return out;
+}
+
 json qpair_json(const OwnerStats& o) {
   const nvme::QueuePairStats& q = o.qpair;
   json errors = json::object();
@@ -69,7 +95,8 @@ json qpair_json(const OwnerStats& o) {
           {"queue_full", q.queue_full},
           {"depth", q.depth},
           {"max_depth", q.max_depth},
-          {"errors_by_status", errors}};
+          {"errors_by_status", errors},
+          {"latency_us", latency_json(o.latency_tsc)}};
 }
 
 }  // namespace
@@ -185,6 +212,8 @@ std::string Daemon::metrics_text() {
   metric("nvmuxd_sessions_closed_total", "counter", "Sessions closed since the start.", c.sessions_closed);
   metric("nvmuxd_sessions_refused_total", "counter", "Connections refused since the start.", c.sessions_refused);
   metric("nvmuxd_policy_reloads_total", "counter", "Successful policy reloads.", policy_reloads_);
+  metric("nvmuxd_registered_regions", "gauge", "Client arenas registered with the controller.", c.registered_regions);
+  metric("nvmuxd_session_memory_bytes", "gauge", "Session shared memory mapped by the daemon.", c.session_memory_bytes);
   const std::pair<const char*, std::uint64_t nvme::QueuePairStats::*> per_qpair[] = {
       {"submitted", &nvme::QueuePairStats::submitted},
       {"completed", &nvme::QueuePairStats::completed},
@@ -204,6 +233,19 @@ std::string Daemon::metrics_text() {
           fmt::format("nvmuxd_qpair_{}_total{{qpair=\"{}\",core=\"{}\"}} {}\n", what, o.index, o.core, o.qpair.*field);
     }
   }
+  // A summary (quantiles since the start, _sum and _count), as client libraries export latencies.
+  out += "# HELP nvmuxd_qpair_latency_seconds From taking a request off its ring to reaping its completion.\n";
+  out += "# TYPE nvmuxd_qpair_latency_seconds summary\n";
+  for (const OwnerStats& o : owners) {
+    const std::string labels = fmt::format("qpair=\"{}\",core=\"{}\"", o.index, o.core);
+    for (const LatencyQuantile& q : kLatencyQuantiles) {
+      out += fmt::format("nvmuxd_qpair_latency_seconds{{{},quantile=\"{}\"}} {:.9f}\n", labels, q.label,
+                         ticks_to_us(static_cast<double>(o.latency_tsc.percentile(q.percent))) / 1e6);
+    }
+    const double sum_ticks = o.latency_tsc.mean() * static_cast<double>(o.latency_tsc.count());
+    out += fmt::format("nvmuxd_qpair_latency_seconds_sum{{{}}} {:.9f}\n", labels, ticks_to_us(sum_ticks) / 1e6);
+    out += fmt::format("nvmuxd_qpair_latency_seconds_count{{{}}} {}\n", labels, o.latency_tsc.count());
+  }
   return out;
 }
 
@@ -218,6 +260,20 @@ void Daemon::add_rpc_methods() {
                 {"backend", nvme::to_string(options_.backend.backend)},
                 {"uptime_s", static_cast<double>(monotonic_ns() - started_ns_) / 1e9}};
   });
+  rpc_.add("nvmuxd_get_stats",
+           "the daemon's totals: sessions, queues, in flight, closed and refused sessions, registered arenas, "
+           "mapped session memory, policy reloads",
+           [this](const json&) -> rpc::Reply {
+             const DaemonCounters c = counters();
+             return json{{"sessions", c.sessions},
+                         {"queues", c.queues},
+                         {"in_flight", c.in_flight},
+                         {"sessions_closed", c.sessions_closed},
+                         {"sessions_refused", c.sessions_refused},
+                         {"registered_regions", c.registered_regions},
+                         {"session_memory_bytes", c.session_memory_bytes},
+                         {"policy_reloads", policy_reloads_}};
+           });
   rpc_.add("ns_get_list", "the namespaces served: nsid, blocks, block size, bytes", [this](const json&) -> rpc::Reply {
     json list = json::array();
     for (const nvme::NamespaceInfo& ns : controller_->namespaces()) {
@@ -235,9 +291,11 @@ void Daemon::add_rpc_methods() {
              for (const auto& [id, s] : sessions_) {
                std::uint64_t submitted = 0, completed = 0, refused = 0, errors = 0;
                std::uint64_t reads = 0, writes = 0, bytes_read = 0, bytes_written = 0;
+               Histogram latency;
                for (const QueueSlot& q : s->queues) {
                  if (q.queue == nullptr) continue;
                  const QueueCounters& c = q.queue->counters;  // each has one writer: relaxed reads
+                 latency.merge(c.latency_tsc);
                  submitted += c.submitted.load(std::memory_order_relaxed);
                  completed += c.completed.load(std::memory_order_relaxed);
                  refused += c.refused.load(std::memory_order_relaxed);
@@ -262,7 +320,8 @@ void Daemon::add_rpc_methods() {
                                {"writes", writes},
                                {"bytes_read", bytes_read},
                                {"bytes_written", bytes_written},
-                               {"arena_bytes", s->memory.size()}});
+                               {"arena_bytes", s->memory.size()},
+                               {"latency_us", latency_json(latency)}});
              }
              return list;
            });

@@ -201,7 +201,7 @@ Result<std::unique_ptr<Queue>> Client::create_queue(std::uint32_t depth) {
 }
 
 void* Client::buf_alloc(std::size_t bytes) {
-  if (bytes == 0) return nullptr;
+  if (bytes == 0 || bytes > arena_bytes_) return nullptr;  // and align_up cannot wrap
   std::size_t need = align_up(bytes, kPageBytes);
   std::lock_guard lock(arena_mutex_);
   for (auto it = free_.begin(); it != free_.end(); ++it) {

@@ -192,7 +192,11 @@ std::string Daemon::ready_line() const {
 DaemonCounters Daemon::counters() const {
   DaemonCounters c;
   c.sessions = sessions_.size();
-  for (const auto& [id, s] : sessions_) c.queues += s->queue_count;
+  for (const auto& [id, s] : sessions_) {
+    c.queues += s->queue_count;
+    c.session_memory_bytes += s->memory.size();
+  }
+  c.registered_regions = controller_->registered_regions();
   for (const auto& o : owners_) c.in_flight += o->in_flight();
   c.sessions_closed = sessions_closed_;
   c.sessions_refused = sessions_refused_;
@@ -599,6 +603,7 @@ void Daemon::close_session(std::uint64_t id, const std::string& why) {
   }
   ::close(s.socket);
   sessions_.erase(it);  // unregisters the arena, then unmaps the memfd
+  for (const auto& o : owners_) o->on_memory_unregistered();
 }
 
 }  // namespace nvmux::service

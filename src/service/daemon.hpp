@@ -57,6 +57,8 @@ struct DaemonCounters {
   std::uint64_t in_flight = 0;
   std::uint64_t sessions_closed = 0;
   std::uint64_t sessions_refused = 0;
+  std::uint64_t registered_regions = 0;    // client arenas the controller can reach now
+  std::uint64_t session_memory_bytes = 0;  // the sessions' shared memory the daemon has mapped
 };
 
 class Daemon {

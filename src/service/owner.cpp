@@ -116,6 +116,7 @@ Result<OwnerStats> Owner::stats() {
     out.queues = static_cast<std::uint32_t>(queues_.size());
     out.qid = qpair_->qid();
     out.qpair = qpair_->stats();
+    out.latency_tsc = latency_tsc_;
     return {};
   }));
   return out;
@@ -125,6 +126,13 @@ Status Owner::close(ServiceQueue* queue) {
   return send_msg(*thread_, [this, queue] {
     queue->closing = true;
     finish_closed();
+  });
+}
+
+void Owner::on_memory_unregistered() {
+  // Best effort: a full lane only delays the release to the queue pair's next command.
+  (void)try_send_msg(*thread_, [this] {
+    if (qpair_->state() == nvme::QueuePair::State::kActive) (void)qpair_->process_completions();
   });
 }
 
@@ -145,6 +153,7 @@ PollerResult Owner::poll() {
   }
   if (n != 0) next_queue_ = (next_queue_ + 1) % n;
   if (qpair_->outstanding() != 0 || qpair_->state() == nvme::QueuePair::State::kFailed) {
+    reap_tsc_ = read_tsc();  // one clock read stamps every completion this call reaps
     auto reaped = qpair_->process_completions();
     if (reaped.ok()) {
       work += *reaped;
@@ -167,9 +176,11 @@ PollerResult Owner::poll() {
   }
   if (!armed_ && qpair_->outstanding() == 0 && now - last_work_tsc_ >= arm_idle_after_tsc_) {
     arm_idle(true);
-    // Re-check after arming (Dekker with the client's push + fence + check).
+    // Re-check after arming (Dekker with the client's push + fence + check). Descriptors its CQ
+    // has no room for are not work: a client that stops reading its CQ must not keep us spinning
+    // (its next push or kick wakes us).
     for (auto& q : queues_) {
-      if (!q->closing && !q->failed && q->sq.refresh_available() != 0) {
+      if (!q->closing && !q->failed && q->sq.refresh_available() != 0 && room_for(*q) != 0) {
         arm_idle(false);
         return PollerResult::kBusy;
       }
@@ -194,7 +205,7 @@ void Owner::arm_idle(bool arm) {
   full_fence();  // flags before the re-check of the SQs
 }
 
-std::uint32_t Owner::drain(ServiceQueue& q) {
+std::uint64_t Owner::room_for(ServiceQueue& q) {
   // Accept only what is sure to fit: every accepted request needs one CQ slot, and the qpair needs
   // a free command id.
   std::uint64_t cq_free = q.cq.refresh_free();
@@ -204,10 +215,20 @@ std::uint32_t Owner::drain(ServiceQueue& q) {
   }
   std::uint64_t room = cq_free > q.in_flight ? cq_free - q.in_flight : 0;
   room = std::min<std::uint64_t>(room, free_requests_.size());
-  room = std::min<std::uint64_t>(room, kDrainBatch);
+  return std::min<std::uint64_t>(room, kDrainBatch);
+}
+
+std::uint32_t Owner::drain(ServiceQueue& q) {
+  const std::uint64_t room = room_for(q);
   if (room == 0) return 0;
   // The consumer is untrusted: handle() gets a private copy of each descriptor.
-  std::size_t got = q.sq.consume([this, &q](IoDescriptor& d) { handle(q, d); }, static_cast<std::size_t>(room));
+  std::uint64_t drained_tsc = 0;  // read once per batch, and only for a batch that has something
+  std::size_t got = q.sq.consume(
+      [this, &q, &drained_tsc](IoDescriptor& d) {
+        if (drained_tsc == 0) drained_tsc = read_tsc();
+        handle(q, d, drained_tsc);
+      },
+      static_cast<std::size_t>(room));
   if (q.sq.failed()) fail_queue(q, q.sq.status().message());
   return static_cast<std::uint32_t>(got);
 }
@@ -216,7 +237,7 @@ int Owner::validate(const ServiceQueue& q, const IoDescriptor& d) const {
   return validate_descriptor(d, ValidationContext{q.namespaces, *q.grant, q.arena_bytes, qpair_->max_transfer_bytes()});
 }
 
-void Owner::handle(ServiceQueue& q, const IoDescriptor& d) {
+void Owner::handle(ServiceQueue& q, const IoDescriptor& d, std::uint64_t drained_tsc) {
   int refused = validate(q, d);
   if (refused != 0) {
     single_writer_add(q.counters.refused);
@@ -228,6 +249,7 @@ void Owner::handle(ServiceQueue& q, const IoDescriptor& d) {
   free_requests_.pop_back();
   r->queue = &q;
   r->tag = d.tag;
+  r->drained_tsc = drained_tsc;
   Status s;
   auto op = static_cast<IoOpcode>(d.opcode);
   const nvme::NamespaceInfo& ns = q.namespaces[d.nsid - 1];  // accepted: nsid names a namespace
@@ -259,6 +281,10 @@ void Owner::on_complete(void* ctx, const nvme::IoCompletion& c) {
   Owner* o = r->owner;
   ServiceQueue& q = *r->queue;
   single_writer_add(o->in_flight_, static_cast<std::uint64_t>(-1));  // wraps: minus one
+  // Only a completion outside a reap (a queue pair destroyed at shutdown) can predate the stamp.
+  const std::uint64_t latency = o->reap_tsc_ > r->drained_tsc ? o->reap_tsc_ - r->drained_tsc : 0;
+  q.counters.latency_tsc.record(latency);
+  o->latency_tsc_.record(latency);
   std::uint16_t nvme_status =
       c.status.code() == StatusCode::kIoError ? static_cast<std::uint16_t>((c.cqe.sct() << 8) | c.cqe.sc()) : 0;
   if (c.status.ok() && r->opcode == IoOpcode::kRead) {

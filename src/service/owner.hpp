@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "nvmux/common/cpu.hpp"
+#include "nvmux/common/histogram.hpp"
 #include "nvmux/nvme/controller.hpp"
 #include "nvmux/runtime/runtime.hpp"
 #include "nvmux/service/protocol.hpp"
@@ -37,6 +38,9 @@ struct QueueCounters {
   std::atomic<std::uint64_t> bytes_read{0};
   std::atomic<std::uint64_t> writes{0};  // successful writes, and their bytes
   std::atomic<std::uint64_t> bytes_written{0};
+  // Requests that reached the device: TSC ticks from the owner copying the descriptor out of the
+  // SQ to reaping its completion (so it leaves out the time a descriptor waited in the SQ).
+  Histogram latency_tsc;
 };
 
 // The daemon's side of one client queue.
@@ -67,6 +71,7 @@ struct OwnerStats {
   std::uint32_t queues = 0;  // client queues attached
   std::uint64_t in_flight = 0;
   nvme::QueuePairStats qpair;
+  Histogram latency_tsc;  // every request of every queue on this queue pair (see QueueCounters)
 };
 
 class Owner {
@@ -85,6 +90,10 @@ class Owner {
   // queue->on_closed on the owner thread and frees it.
   Status close(ServiceQueue* queue);
 
+  // Any thread: a session's arena was unregistered; one poll of the queue pair lets a backend that
+  // pins registered memory (uring's buffer table) let go of it now, not at the next command.
+  void on_memory_unregistered();
+
   // The eventfd clients write to wake this owner (the control thread watches it).
   int wake_fd() const { return wake_fd_; }
   // Control thread: the eventfd fired; wakes the owner's Thread.
@@ -102,7 +111,11 @@ class Owner {
   Owner() = default;
   PollerResult poll();
   std::uint32_t drain(ServiceQueue& q);
-  void handle(ServiceQueue& q, const IoDescriptor& d);
+  // How many descriptors `q` may hand over now (CQ room, free requests, the batch); 0 also when
+  // its CQ turned out corrupt (the queue is failed then).
+  std::uint64_t room_for(ServiceQueue& q);
+  // `drained_tsc`: when the batch holding `d` was taken from the SQ.
+  void handle(ServiceQueue& q, const IoDescriptor& d, std::uint64_t drained_tsc);
   // 0 or -errno for a descriptor copied out of shared memory (validate_descriptor against the
   // queue's session); nothing is read twice.
   int validate(const ServiceQueue& q, const IoDescriptor& d) const;
@@ -119,6 +132,7 @@ class Owner {
     std::uint64_t tag = 0;
     IoOpcode opcode = IoOpcode::kRead;
     std::uint32_t bytes = 0;  // data moved by a read or a write
+    std::uint64_t drained_tsc = 0;
     nvme::DsmRange range{};
   };
 
@@ -132,6 +146,8 @@ class Owner {
   std::vector<Request*> free_requests_;
   std::size_t next_queue_ = 0;
   std::uint64_t last_work_tsc_ = 0;
+  std::uint64_t reap_tsc_ = 0;  // when this poll started reaping completions
+  Histogram latency_tsc_;
   const std::uint64_t arm_idle_after_tsc_ = ns_to_tsc(kArmIdleAfterNs);
   bool armed_ = false;
   std::atomic<std::uint64_t> in_flight_{0};

@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 namespace nvmux::service {
@@ -145,8 +146,22 @@ Result<std::shared_ptr<const Policy>> Policy::parse(std::string_view text) {
     return Status::error(StatusCode::kInvalidArgument, "policy: {} bytes is above the {}-byte limit", text.size(),
                          kMaxPolicyBytes);
   }
-  json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  // A key given twice in one object is refused, not resolved silently (nlohmann keeps the last):
+  // in an access policy, which of two "uid"s or "access"es was meant is not for the parser to guess.
+  std::vector<std::set<std::string>> open_objects;
+  std::string duplicate;
+  auto no_duplicate_keys = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) open_objects.emplace_back();
+    if (event == json::parse_event_t::object_end && !open_objects.empty()) open_objects.pop_back();
+    if (event == json::parse_event_t::key && !open_objects.empty() && duplicate.empty() &&
+        !open_objects.back().insert(parsed.get<std::string>()).second) {
+      duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
+  json j = json::parse(text.begin(), text.end(), no_duplicate_keys, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Status::error(StatusCode::kInvalidArgument, "policy: not valid JSON");
+  if (!duplicate.empty()) return field_error(duplicate, "given twice in one object");
   if (!j.is_object()) return field_error("top level", "expected an object {\"clients\": [...]}");
   auto policy = std::make_shared<Policy>();
   for (const auto& [key, value] : j.items()) {

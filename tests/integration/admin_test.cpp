@@ -61,8 +61,8 @@ TEST_F(Admin, EveryMethodAnswers) {
   EXPECT_NE(metrics.find("\nnvmuxd_sessions 0\n"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("nvmuxd_qpair_submitted_total{qpair=\"0\""), std::string::npos) << metrics;
   json methods = call("rpc_get_methods")["result"];
-  for (const char* m : {"nvmuxd_get_version", "ns_get_list", "session_get_list", "session_kill", "qpair_get_stats",
-                        "runtime_get_stats", "policy_get", "policy_reload", "metrics_get"}) {
+  for (const char* m : {"nvmuxd_get_version", "nvmuxd_get_stats", "ns_get_list", "session_get_list", "session_kill",
+                        "qpair_get_stats", "runtime_get_stats", "policy_get", "policy_reload", "metrics_get"}) {
     EXPECT_TRUE(methods.contains(m)) << m;
   }
   EXPECT_EQ(call("no_such_method")["error"]["code"], rpc::kMethodNotFound);
@@ -86,6 +86,68 @@ TEST_F(Admin, SessionKillEndsALiveClientsSession) {
   EXPECT_EQ(polled.status().to_errno(), -ENOTCONN);
   EXPECT_LT(monotonic_ns() - t0, 1'000'000'000ull);
   EXPECT_TRUE(call("session_get_list")["result"].empty());
+}
+
+// Latency is counted for every request that reached the device, per session and per queue pair,
+// and the percentiles are ordered; the registered arena goes away with its session.
+TEST_F(Admin, LatencyPercentilesCountEveryRequestAndTheArenaGoesWithItsSession) {
+  EXPECT_EQ(call("nvmuxd_get_stats")["result"]["registered_regions"], 0);
+  {
+    auto client = Client::connect(socket_).value();
+    auto q = client->create_queue(8).value();
+    void* buf = client->buf_alloc(4096);
+    ASSERT_NE(buf, nullptr);
+    constexpr int kRequests = 200;
+    int done = 0, failed = 0;
+    auto cb = [](void* ctx, const Completion* c) {
+      auto* counts = static_cast<std::pair<int*, int*>*>(ctx);
+      ++*(c->status == 0 ? counts->first : counts->second);
+    };
+    std::pair<int*, int*> counts{&done, &failed};
+    for (int i = 0; i < kRequests; ++i) {
+      Status s = (i % 2 == 0) ? q->write(1, static_cast<std::uint64_t>(i), 1, buf, cb, &counts)
+                              : q->read(1, static_cast<std::uint64_t>(i), 1, buf, cb, &counts);
+      ASSERT_TRUE(s.ok()) << s.to_string();
+      while (done + failed <= i) ASSERT_TRUE(q->poll().ok());
+    }
+    ASSERT_EQ(done, kRequests);
+    // A request the daemon refuses (past the namespace's end) is not a device latency.
+    IoDescriptor past_the_end{};
+    past_the_end.opcode = static_cast<std::uint8_t>(IoOpcode::kRead);
+    past_the_end.nsid = 1;
+    past_the_end.lba = UINT64_MAX - 1;
+    past_the_end.blocks = 1;
+    ASSERT_TRUE(q->submit_descriptor(past_the_end, cb, &counts).ok());
+    while (failed == 0) ASSERT_TRUE(q->poll().ok());
+
+    json stats = call("nvmuxd_get_stats")["result"];
+    EXPECT_EQ(stats["sessions"], 1);
+    EXPECT_EQ(stats["registered_regions"], 1);
+    EXPECT_EQ(stats["session_memory_bytes"], call("session_get_list")["result"][0]["arena_bytes"]);
+    for (const json& latency :
+         {call("session_get_list")["result"][0]["latency_us"], call("qpair_get_stats")["result"][0]["latency_us"]}) {
+      EXPECT_EQ(latency["count"], kRequests) << latency.dump();
+      EXPECT_GT(latency["p50"].get<double>(), 0.0) << latency.dump();
+      EXPECT_LE(latency["p50"].get<double>(), latency["p99"].get<double>()) << latency.dump();
+      EXPECT_LE(latency["p99"].get<double>(), latency["p999"].get<double>()) << latency.dump();
+      EXPECT_LE(latency["p999"].get<double>(), latency["max"].get<double>()) << latency.dump();
+      EXPECT_LE(latency["mean"].get<double>(), latency["max"].get<double>()) << latency.dump();
+    }
+    const std::string metrics = call("metrics_get")["result"].get<std::string>();
+    EXPECT_NE(metrics.find("nvmuxd_qpair_latency_seconds{qpair=\"0\",core=\"0\",quantile=\"0.99\"}"), std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find(fmt::format("nvmuxd_qpair_latency_seconds_count{{qpair=\"0\",core=\"0\"}} {}\n", kRequests)),
+              std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find("\nnvmuxd_registered_regions 1\n"), std::string::npos) << metrics;
+  }
+  const std::uint64_t t0 = monotonic_ns();
+  json stats;
+  do {
+    stats = call("nvmuxd_get_stats")["result"];
+  } while ((stats["sessions"] != 0 || stats["registered_regions"] != 0) && monotonic_ns() - t0 < 5'000'000'000ull);
+  EXPECT_EQ(stats["registered_regions"], 0) << stats.dump();
+  EXPECT_EQ(stats["session_memory_bytes"], 0) << stats.dump();
 }
 
 TEST_F(Admin, ABadPolicyOnReloadKeepsTheOldOne) {

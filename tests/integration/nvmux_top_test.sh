@@ -39,6 +39,7 @@ screen_has() {  # waits up to 5 s for the pane to show $1
 tmux -L "$tmux_sock" new-session -d -s top -x 160 -y 40 "$top --socket $sock --interval-ms 300"
 screen_has "nvmux-top: nvmuxd"
 screen_has "SESSION"
+screen_has "P99us"         # latency since the session opened
 screen_has " $vpid "          # the client's row, by its pid
 tmux -L "$tmux_sock" send-keys -t top 2
 screen_has "QPAIR"

@@ -321,7 +321,7 @@ TEST_F(PerfService, OptionsOfAnotherBackendAreNamed) {
   EXPECT_NE(out.find("--socket does not apply to --backend emu"), std::string::npos) << out;
   out.clear();
   EXPECT_EQ(WEXITSTATUS(run_binary({"--backend", "servce"}, out)), 2);
-  EXPECT_NE(out.find("--backend servce: unknown backend (emu, uring or service)"), std::string::npos) << out;
+  EXPECT_NE(out.find("--backend servce: unknown backend (emu, uring, vfio or service)"), std::string::npos) << out;
   out.clear();
   EXPECT_EQ(WEXITSTATUS(run_binary({"--partition", "4/4"}, out)), 2);
   EXPECT_NE(out.find("--partition '4/4'"), std::string::npos) << out;

@@ -172,6 +172,8 @@ TEST_F(Service, SubmitRefusesWhatTheLibraryCanCheck) {
   EXPECT_FALSE(client->buf_free(private_memory.data()));
   EXPECT_TRUE(client->buf_free(buf));
   EXPECT_FALSE(client->buf_free(buf));  // twice
+  EXPECT_EQ(client->buf_alloc(client->arena_bytes() + 1), nullptr);
+  EXPECT_EQ(client->buf_alloc(SIZE_MAX), nullptr);  // rounding up to a page must not wrap to 0
 }
 
 TEST_F(Service, TheDaemonChecksEveryDescriptorFieldItself) {
@@ -415,6 +417,50 @@ TEST_F(ServiceSlowDevice, ACommandPastItsTimeoutCompletesWithEtimedout) {
   ASSERT_TRUE(stats.ok()) << stats.status().to_string();
   EXPECT_EQ(stats->in_flight, 0u);
   EXPECT_EQ(stats->sessions, 1u);
+}
+
+// On uring, a client's arena is an io_uring registered buffer (zero copy without the kernel
+// pinning pages per request): pinned while the session does I/O, let go when it closes. Read from
+// the daemon's VmPin, which counts exactly the pages registered buffers hold.
+class ServiceUring : public Service {
+ protected:
+  void SetUp() override {
+    image_ = temp_path("img");
+    start({"--backend", "uring", "--ns", fmt::format("file:{},size=16M", image_)});
+  }
+  void TearDown() override { std::filesystem::remove(image_); }
+  std::uint64_t pinned_kib() const {
+    std::ifstream status(fmt::format("/proc/{}/status", daemon_->pid()));
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("VmPin:", 0) == 0) return std::stoull(line.substr(6));
+    }
+    return 0;
+  }
+  std::string image_;
+};
+
+TEST_F(ServiceUring, AClientArenaIsARegisteredBufferWhileItsSessionLasts) {
+  const std::uint64_t baseline = pinned_kib();  // the controller's own arena, registered at start
+  constexpr std::size_t kArena = 8u << 20;
+  {
+    auto client = Client::connect(socket_, kArena).value();
+    auto q = client->create_queue(4).value();
+    auto* buf = static_cast<std::byte*>(client->buf_alloc(4 * kBlock));
+    stamp(buf, 3, 4, 42);
+    ASSERT_EQ(run(*q, [&](Done* d) { return q->write(1, 3, 4, buf, Done::cb, d); }).status, 0);
+    std::vector<std::byte> want(buf, buf + 4 * kBlock);
+    std::memset(buf, 0, 4 * kBlock);
+    ASSERT_EQ(run(*q, [&](Done* d) { return q->read(1, 3, 4, buf, Done::cb, d); }).status, 0);
+    EXPECT_EQ(std::memcmp(buf, want.data(), want.size()), 0);
+    EXPECT_EQ(pinned_kib(), baseline + kArena / 1024) << "the arena is not a registered buffer";
+  }
+  std::uint64_t pinned = 0;
+  for (std::uint64_t deadline = monotonic_ns() + kDeadlineNs; monotonic_ns() < deadline;) {
+    if ((pinned = pinned_kib()) == baseline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(pinned, baseline) << "a closed session's arena stays pinned";
 }
 
 // Fairness: one backend queue pair (--max-qpairs 1) shared by a client that keeps 256 requests in

@@ -103,5 +103,32 @@ TEST(ServiceTorture, AHostileClientNeitherTakesTheDaemonDownNorTouchesItsNeighbo
   EXPECT_EQ(daemon.stop(), 0) << "nvmuxd did not stop cleanly after the attack";
 }
 
+// A client that fills its SQ and stops reading its CQ leaves descriptors the owner has no CQ room
+// for: they are not work, so the owner goes back to sleep instead of spinning on them for as long
+// as the client holds out, and it drains them once the client reads its CQ again. The daemon's
+// CPU is sampled over one second in the middle of a 2.5 s hold (filling takes milliseconds).
+TEST(ServiceTorture, AClientThatStopsReadingItsCqDoesNotKeepTheOwnerSpinning) {
+  const std::string socket = fmt::format("/tmp/nvmux-unread-{}.sock", ::getpid());
+  test::NvmuxdProcess daemon(NVMUXD_BINARY, socket, {"--ns", "ram:size=64M", "--cores", "0", "--log-level", "error"});
+  ASSERT_TRUE(daemon.ready()) << daemon.output();
+  std::string out;
+  int status = -1;
+  std::thread hostile([&] {
+    status = run(
+        fmt::format("{} --socket {} --attacks unread --rounds 1 --unread-hold-ms 2500", NVMUX_TORTURE_BINARY, socket),
+        out);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  const double cpu_before = daemon.cpu_seconds();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const double cpu = daemon.cpu_seconds() - cpu_before;
+  hostile.join();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  EXPECT_NE(out.find("the daemon held: 0 failures"), std::string::npos) << out;
+  // Spinning costs the daemon a core (a fifth of one on a machine busy with two compilers).
+  EXPECT_LT(cpu, 0.05) << "the daemon used " << cpu << " s of CPU in 1 s while the client's CQ stayed full";
+  std::printf("with the client's CQ full, the daemon used %.3f s of CPU in 1 s\n", cpu);
+}
+
 }  // namespace
 }  // namespace nvmux::service

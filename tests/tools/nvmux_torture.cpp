@@ -11,8 +11,8 @@
 // 2 bad usage or no daemon to attack.
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <cstdio>
+#include "cli.hpp"
 
 #include "nvmux/common/log.hpp"
 #include "nvmux/common/partition.hpp"
@@ -33,7 +33,10 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_option("--detection-timeout-ms", p.detection_timeout_ms,
                  "a session with impossible ring indices must be closed within this")
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  app.add_option("--attacks", p.attacks, "only these attack kinds, in turn (default: every one)")->delimiter(',');
+  app.add_option("--unread-hold-ms", p.unread_hold_ms, "how long an unread round leaves its CQ full")
+      ->capture_default_str();
+  if (auto done = nvmux::apps::parse_command_line(app, "nvmux-torture", argc, argv)) return *done;
   if (p.rounds == 0 || p.rounds > 100'000'000 || p.descriptors > 1'000'000'000) {
     std::fprintf(stderr, "nvmux-torture: --rounds 1..1e8, --descriptors at most 1e9\n");
     return 2;

@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -482,7 +483,7 @@ void Torture::unread(AttackCount& count) {
   std::this_thread::sleep_for(std::chrono::milliseconds(kUnreadSettleMs));
   pushed += push_valid(**q, (*q)->capacity, s.header().arena_bytes);
   (*q)->kick();
-  std::this_thread::sleep_for(std::chrono::milliseconds(kUnreadSettleMs));
+  std::this_thread::sleep_for(std::chrono::milliseconds(params_.unread_hold_ms));
   const std::uint64_t ready = (*q)->cq->refresh_available();
   if ((*q)->cq->failed() || ready > (*q)->capacity) {
     return failures_.add("the daemon overflowed a CQ nobody read: {} completions in {} slots", ready, (*q)->capacity);
@@ -707,16 +708,30 @@ void Torture::vanish(AttackCount& count) {
 
 Result<TortureReport> run_torture(const TortureParams& params, const std::function<void(std::uint64_t)>& progress) {
   if (params.rounds == 0) return Status::error(StatusCode::kInvalidArgument, "--rounds must be at least 1");
-  if (params.liveness_timeout_ms <= 0 || params.detection_timeout_ms <= 0) {
+  if (params.liveness_timeout_ms <= 0 || params.detection_timeout_ms <= 0 || params.unread_hold_ms <= 0) {
     return Status::error(StatusCode::kInvalidArgument, "timeouts must be positive");
   }
   TortureReport report;
   Torture t(params, report);
   NVMUX_RETURN_IF_ERROR(t.start());
-  const std::vector<std::pair<const char*, Torture::Attack>> attacks = {
+  const std::vector<std::pair<const char*, Torture::Attack>> every_attack = {
       {"descriptors", &Torture::descriptors}, {"unread", &Torture::unread}, {"garbage", &Torture::garbage},
       {"indices", &Torture::indices},         {"seals", &Torture::seals},   {"control", &Torture::control},
       {"queues", &Torture::queues},           {"vanish", &Torture::vanish}};
+  std::vector<std::pair<const char*, Torture::Attack>> attacks;
+  for (const auto& attack : every_attack) {
+    if (params.attacks.empty() ||
+        std::find(params.attacks.begin(), params.attacks.end(), attack.first) != params.attacks.end()) {
+      attacks.push_back(attack);
+    }
+  }
+  for (const std::string& name : params.attacks) {
+    if (std::none_of(every_attack.begin(), every_attack.end(), [&](const auto& a) { return name == a.first; })) {
+      return Status::error(StatusCode::kInvalidArgument,
+                           "attack '{}': one of descriptors, unread, garbage, indices, seals, control, queues, vanish",
+                           name);
+    }
+  }
   for (const auto& [name, fn] : attacks) report.attacks.push_back(AttackCount{name});
   // Descriptor rounds are one in every attacks.size(): each gets an equal share of the flood.
   const std::uint64_t descriptor_rounds = std::max<std::uint64_t>(1, params.rounds / attacks.size());

@@ -42,9 +42,11 @@ struct TortureParams {
   std::uint64_t seed = 1;
   // The only LBAs a valid write of this client may touch (namespace 1): [lba_first, lba_first + lba_count).
   std::uint64_t lba_first = 0;
-  std::uint64_t lba_count = 0;      // 0: no valid writes at all (valid-looking requests are reads)
-  int liveness_timeout_ms = 5000;   // a daemon silent for longer counts as hung
-  int detection_timeout_ms = 5000;  // a corrupt session must be closed within this
+  std::uint64_t lba_count = 0;       // 0: no valid writes at all (valid-looking requests are reads)
+  int liveness_timeout_ms = 5000;    // a daemon silent for longer counts as hung
+  int detection_timeout_ms = 5000;   // a corrupt session must be closed within this
+  std::vector<std::string> attacks;  // the attack kinds to run, in turn ({}: every one)
+  int unread_hold_ms = 10;           // how long an unread round leaves its CQ full and its SQ waiting
 };
 
 struct AttackCount {

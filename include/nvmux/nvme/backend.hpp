@@ -9,6 +9,9 @@
 //                                  existing file.
 //   bdev:/dev/nvme0n1[,bs=512]     uring: a block device
 //
+// The vfio backend takes no namespace arguments: a PCIe controller's namespaces are its own. It
+// takes the controller's PCI address instead (pci_address, `--pci 0000:00:04.0`).
+//
 // Sizes take a binary suffix: K, M, G, T (case-insensitive, optional trailing "iB"/"B"), or plain
 // bytes. bs is 512 or 4096 (default 4096).
 //
@@ -39,8 +42,8 @@ Result<std::uint64_t> parse_size(std::string_view text);
 // One --ns argument. Errors: kInvalidArgument saying which part is wrong.
 Result<NamespaceArg> parse_namespace_arg(std::string_view text);
 
-enum class Backend { kEmu, kUring };
-Result<Backend> parse_backend(std::string_view name);  // "emu" or "uring"
+enum class Backend { kEmu, kUring, kVfio };
+Result<Backend> parse_backend(std::string_view name);  // "emu", "uring" or "vfio"
 std::string_view to_string(Backend backend);
 
 struct BackendOptions {
@@ -56,11 +59,14 @@ struct BackendOptions {
   // uring
   bool uring_direct = true;
   bool uring_sqpoll = false;
+  // vfio
+  std::string pci_address;      // the controller's PCI function, bound to vfio-pci
+  bool vfio_huge_pages = true;  // DMA arena from 2 MiB huge pages when the system has them
 };
 
 // Builds and brings up the controller. Errors: kInvalidArgument when a namespace kind does not
-// exist on the chosen backend (saying which backend has it), and whatever the backend's create
-// returns.
+// exist on the chosen backend (saying which backend has it), namespaces given to vfio or vfio
+// without a PCI address, and whatever the backend's create returns.
 Result<std::unique_ptr<Controller>> open_controller(const BackendOptions& options);
 
 }  // namespace nvmux::nvme

@@ -78,6 +78,8 @@ class Controller {
   // to and from it. Destroy the handle only when no command naming it is outstanding.
   // Errors: see DmaArena::map_foreign.
   virtual Result<ForeignRegion> register_memory(std::span<std::byte> memory) = 0;
+  // How many register_memory handles are alive now (any thread): a leak check for nvmuxd's admin view.
+  virtual std::size_t registered_regions() const = 0;
   // Runs one admin command to completion (cid and PRPs are filled in); see the error list above.
   virtual Result<CompletionEntry> admin_command(const SubmissionEntry& command, IoVec data) = 0;
 };

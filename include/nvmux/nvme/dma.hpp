@@ -20,11 +20,16 @@
 // above the arena's, and translate() resolves it like arena memory, so the device moves data
 // straight into that memory (zero copy). The region stays reachable until its ForeignRegion handle
 // is destroyed; the caller must not destroy it while commands that name it are outstanding.
+//
+// Behind an IOMMU (the vfio backend) the device reaches only what the IOMMU maps. The backend maps
+// the arena itself once, and installs IommuHooks so that every foreign region is mapped at its IOVA
+// before map_foreign returns and unmapped before its slot can be reused.
 
 #include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -107,6 +112,18 @@ class DmaBuffer {
   std::size_t reserved_ = 0;  // bytes taken from the arena (size rounded up)
 };
 
+// What an arena's memory is made of. kHugePreferred takes 2 MiB huge pages (MAP_HUGETLB) when the
+// system has enough free, else 4 KiB pages; page_bytes() says which it got.
+enum class DmaPages { kSmall, kHugePreferred };
+
+// How a backend behind an IOMMU follows the arena's foreign regions (vfio: VFIO_IOMMU_MAP_DMA and
+// UNMAP_DMA). Called under the arena's mutex; `bytes` is the region's size rounded up to 4 KiB.
+// A map error fails map_foreign with that status; unmap must not fail (it logs instead).
+struct IommuHooks {
+  std::function<Status(std::uint64_t iova, std::byte* host, std::size_t bytes)> map;
+  std::function<void(std::uint64_t iova, std::size_t bytes)> unmap;
+};
+
 class DmaArena : public std::enable_shared_from_this<DmaArena> {
  public:
   // Default IOVA base: far from typical user-space pointers and not page zero.
@@ -118,9 +135,13 @@ class DmaArena : public std::enable_shared_from_this<DmaArena> {
   static constexpr std::uint64_t kForeignRegionSpanBytes = std::uint64_t{1} << 36;  // 64 GiB
   static constexpr std::uint64_t kForeignIovaBase = 0x0000'8000'0000'0000ull;
 
-  // Maps `bytes` (rounded up to 4 KiB) of anonymous memory, reserved lazily (MAP_NORESERVE).
+  static constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
+
+  // Maps `bytes` (rounded up to the page size) of anonymous memory: 4 KiB pages reserved lazily
+  // (MAP_NORESERVE), or 2 MiB huge pages reserved at once (see DmaPages).
   // Errors: kInvalidArgument (bytes 0), mmap's errno as its code (Status::from_errno).
-  static Result<std::shared_ptr<DmaArena>> create(std::size_t bytes, std::uint64_t iova_base = kDefaultIovaBase);
+  static Result<std::shared_ptr<DmaArena>> create(std::size_t bytes, std::uint64_t iova_base = kDefaultIovaBase,
+                                                  DmaPages pages = DmaPages::kSmall);
 
   DmaArena(const DmaArena&) = delete;
   DmaArena& operator=(const DmaArena&) = delete;
@@ -131,8 +152,11 @@ class DmaArena : public std::enable_shared_from_this<DmaArena> {
 
   // Makes `memory` (page aligned, at most kForeignRegionSpanBytes) device-reachable until the
   // returned handle is destroyed. Thread-safe. Errors: kInvalidArgument (empty, misaligned, too
-  // large), kUnavailable (kMaxForeignRegions in use).
+  // large), kUnavailable (kMaxForeignRegions in use), the IOMMU hook's map error.
   Result<ForeignRegion> map_foreign(std::span<std::byte> memory);
+  // Installs the hooks every later map_foreign / region release calls. Once, before any foreign
+  // region exists (asserted).
+  void set_iommu_hooks(IommuHooks hooks);
 
   // Host pointer for [iova, iova + len), or nullptr when any byte lies outside the arena and every
   // mapped foreign region. Lock-free; the device's only way into host memory.
@@ -148,11 +172,29 @@ class DmaArena : public std::enable_shared_from_this<DmaArena> {
 
   std::uint64_t iova_base() const { return iova_base_; }
   std::size_t size() const { return size_; }
+  std::size_t page_bytes() const { return page_bytes_; }
+  // The arena's own memory (for a backend that maps it into an IOMMU or registers it).
+  std::byte* base() const { return base_; }
   std::size_t bytes_in_use() const;
   std::size_t foreign_regions_in_use() const;
 
+  // For a backend that pins memory per region on its own (uring's registered buffers, one table
+  // per ring): every map_foreign and unmap bumps foreign_epoch(); foreign_snapshot() reads every
+  // slot consistently; foreign_generation(slot) is lock-free. A generation is never reused and is
+  // 0 for a free slot, so an unchanged generation means the very same region is still mapped.
+  struct ForeignView {
+    std::byte* host = nullptr;
+    std::size_t bytes = 0;
+    std::uint64_t generation = 0;
+  };
+  std::uint64_t foreign_epoch() const { return foreign_epoch_.load(std::memory_order_acquire); }
+  std::array<ForeignView, kMaxForeignRegions> foreign_snapshot() const;
+  std::uint64_t foreign_generation(std::size_t slot) const {
+    return foreign_[slot].generation.load(std::memory_order_acquire);
+  }
+
  private:
-  DmaArena(std::byte* base, std::size_t size, std::uint64_t iova_base);
+  DmaArena(std::byte* base, std::size_t size, std::uint64_t iova_base, std::size_t page_bytes);
   void release(std::size_t offset, std::size_t bytes);
   void unmap_foreign(std::size_t slot);
   std::byte* translate_foreign(std::uint64_t iova, std::size_t len) const {
@@ -172,16 +214,21 @@ class DmaArena : public std::enable_shared_from_this<DmaArena> {
   struct ForeignSlot {
     std::atomic<std::byte*> host{nullptr};
     std::atomic<std::size_t> bytes{0};
+    std::atomic<std::uint64_t> generation{0};
   };
 
   std::byte* const base_;
   const std::size_t size_;
   const std::uint64_t iova_base_;
+  const std::size_t page_bytes_;
   mutable std::mutex mutex_;
   std::map<std::size_t, std::size_t> free_;  // offset -> bytes, coalesced
   std::size_t in_use_ = 0;
   std::array<ForeignSlot, kMaxForeignRegions> foreign_{};
-  std::size_t foreign_in_use_ = 0;  // under mutex_
+  std::size_t foreign_in_use_ = 0;             // under mutex_
+  std::uint64_t last_foreign_generation_ = 0;  // under mutex_
+  std::atomic<std::uint64_t> foreign_epoch_{0};
+  IommuHooks iommu_;  // under mutex_
 };
 
 }  // namespace nvmux::nvme

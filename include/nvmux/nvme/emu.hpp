@@ -56,11 +56,12 @@ struct EmuOptions {
 // A fault applied to matching commands as the device fetches them.
 struct FaultRule {
   enum class Kind {
-    kStatus,     // do not execute; complete with `status` (build with make_status)
-    kDelay,      // execute; post the completion delay_us later (other completions overtake it)
-    kDrop,       // execute; never post a completion
-    kDuplicate,  // execute; post the completion twice
-    kBadCid,     // execute; post the completion with command id `bad_cid` (a broken or foreign device)
+    kStatus,           // do not execute; complete with `status` (build with make_status)
+    kDelay,            // execute; post the completion delay_us later (other completions overtake it)
+    kDrop,             // execute; never post a completion
+    kDuplicate,        // execute; post the completion twice
+    kBadCid,           // execute; post the completion with command id `bad_cid` (a broken or foreign device)
+    kControllerFatal,  // do not execute; set CSTS.CFS and stop: no command is answered any more
   };
   static constexpr std::uint16_t kAnyIoQueue = 0xffff;
   static constexpr int kAnyOpcode = -1;
@@ -103,6 +104,7 @@ class EmuController final : public Controller {
   Result<std::unique_ptr<QueuePair>> create_io_qpair(const QueuePairOptions& options) override;
   Result<DmaBuffer> dma_alloc(std::size_t bytes, std::size_t align = kPageBytes) override;
   Result<ForeignRegion> register_memory(std::span<std::byte> memory) override;
+  std::size_t registered_regions() const override { return arena_->foreign_regions_in_use(); }
   Result<CompletionEntry> admin_command(const SubmissionEntry& command, IoVec data) override;
 
   // Runs the device once: fetch and execute up to `max_commands` commands per SQ, post every due
@@ -114,20 +116,15 @@ class EmuController final : public Controller {
   const EmuOptions& options() const { return options_; }
 
  private:
-  class Transport;
   explicit EmuController(EmuOptions options);
   // bring_up() and its steps, in the order it takes them.
   Status bring_up();
   Status build_device();
   Status enable_controller();
   Status wait_until_ready();
-  Status identify(const SubmissionEntry& cmd, const char* what, const DmaBuffer& page);
-  Result<std::uint32_t> identify_controller(const DmaBuffer& page);
-  Status identify_namespaces(const DmaBuffer& page, std::uint32_t namespace_count);
-  Status set_number_of_queues();
-  Status create_device_queues(std::uint16_t qid, std::uint32_t sq_entries, std::uint32_t cq_entries,
-                              const DmaBuffer& sq, const DmaBuffer& cq);
-  Status delete_device_queues(std::uint16_t qid);
+  // A DeviceQueueTransport (src/nvme/admin_flow.hpp) over the device's doorbells for queue `qid`.
+  std::unique_ptr<QueueTransport> make_transport(std::uint16_t qid, DmaBuffer sq, std::uint32_t sq_entries,
+                                                 DmaBuffer cq, std::uint32_t cq_entries);
   void release_qid(std::uint16_t qid);
   void run_engine();
 
@@ -139,7 +136,6 @@ class EmuController final : public Controller {
 
   std::mutex admin_mutex_;  // serialises the admin queue (its qpair runs with the owner rule off)
   std::unique_ptr<QueuePair> admin_qp_;
-  DmaBuffer admin_scratch_;
 
   std::mutex qid_mutex_;
   IoQueueIds qids_;

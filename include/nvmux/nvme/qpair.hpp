@@ -66,7 +66,11 @@ class QueueTransport {
   virtual std::atomic<std::uint32_t>& sq_tail_doorbell() = 0;
   virtual std::atomic<std::uint32_t>& cq_head_doorbell() = 0;
   // Called at the start of every process_completions: a backend without its own engine works here.
-  virtual void poll() {}
+  // Returns false when the device behind the queue has failed or is gone (a controller fatal
+  // status, registers reading all-ones); device_failure() then says how, and the qpair fails with
+  // that diagnostic instead of waiting for completions that will never come.
+  virtual bool poll() { return true; }
+  virtual std::string device_failure() const { return {}; }
   // Makes the device side of this queue new and empty (e.g. delete and re-create the SQ/CQ). The
   // CQ memory must read as phase 0 everywhere afterwards.
   virtual Status reset() = 0;

@@ -61,14 +61,15 @@ struct UringOptions {
 };
 
 struct UringStats {
-  std::uint64_t submit_calls = 0;     // io_uring_submit calls (one per poll that had work)
-  std::uint64_t sqes = 0;             // SQEs handed to the kernel
-  std::uint64_t fixed_rw = 0;         // reads/writes that used the registered buffer
-  std::uint64_t vectored_rw = 0;      // reads/writes that needed an iovec list
-  std::uint64_t bounced = 0;          // transfers copied through an aligned bounce buffer
-  std::uint64_t rejected = 0;         // commands answered without reaching the kernel
-  std::uint64_t kernel_errors = 0;    // CQEs with a negative result
-  std::uint64_t refused_submits = 0;  // io_uring_submit errors (-EEXIST: not the owner thread)
+  std::uint64_t submit_calls = 0;           // io_uring_submit calls (one per poll that had work)
+  std::uint64_t sqes = 0;                   // SQEs handed to the kernel
+  std::uint64_t fixed_rw = 0;               // reads/writes through a registered buffer (arena or client)
+  std::uint64_t vectored_rw = 0;            // reads/writes that needed an iovec list
+  std::uint64_t bounced = 0;                // transfers copied through an aligned bounce buffer
+  std::uint64_t rejected = 0;               // commands answered without reaching the kernel
+  std::uint64_t kernel_errors = 0;          // CQEs with a negative result
+  std::uint64_t refused_submits = 0;        // io_uring_submit errors (-EEXIST: not the owner thread)
+  std::uint64_t foreign_registrations = 0;  // foreign regions (client arenas) registered as buffers
 
   UringStats& operator+=(const UringStats& o) {
     submit_calls += o.submit_calls;
@@ -79,6 +80,7 @@ struct UringStats {
     rejected += o.rejected;
     kernel_errors += o.kernel_errors;
     refused_submits += o.refused_submits;
+    foreign_registrations += o.foreign_registrations;
     return *this;
   }
 };
@@ -106,6 +108,7 @@ class UringController final : public Controller {
   Result<std::unique_ptr<QueuePair>> create_io_qpair(const QueuePairOptions& options) override;
   Result<DmaBuffer> dma_alloc(std::size_t bytes, std::size_t align = kPageBytes) override;
   Result<ForeignRegion> register_memory(std::span<std::byte> memory) override;
+  std::size_t registered_regions() const override { return arena_->foreign_regions_in_use(); }
   Result<CompletionEntry> admin_command(const SubmissionEntry& command, IoVec data) override;
 
   // Sum over live and closed queue pairs. Any thread.

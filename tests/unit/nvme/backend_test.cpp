@@ -78,6 +78,28 @@ TEST(OpenController, NamespaceKindsBelongToTheirBackend) {
   EXPECT_EQ(parse_backend("spdk").status().code(), StatusCode::kInvalidArgument);
 }
 
+// vfio takes a PCI address and no namespaces; every refusal says what to do instead. (The backend
+// itself runs against QEMU's controller inside the test guest: tests/vm.cmake.)
+TEST(OpenController, VfioNeedsAnAddressAndTakesTheDevicesNamespaces) {
+  EXPECT_EQ(*parse_backend("vfio"), Backend::kVfio);
+  EXPECT_EQ(to_string(Backend::kVfio), "vfio");
+  BackendOptions vfio;
+  vfio.backend = Backend::kVfio;
+  EXPECT_NE(open_controller(vfio).status().message().find("needs --pci ADDR"), std::string::npos);
+  vfio.namespaces = {*parse_namespace_arg("ram:size=1M")};
+  vfio.pci_address = "0000:00:04.0";
+  EXPECT_NE(open_controller(vfio).status().message().find("controller's own namespaces; drop --ns"), std::string::npos);
+  vfio.namespaces.clear();
+  vfio.pci_address = "banana";
+  auto bad = open_controller(vfio);
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("not DDDD:BB:DD.F"), std::string::npos) << bad.status().to_string();
+  vfio.pci_address = "ffff:ff:1f.7";  // no such function on any machine
+  auto missing = open_controller(vfio);
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound) << missing.status().to_string();
+  EXPECT_NE(missing.status().message().find("nvmux-setup status"), std::string::npos);
+}
+
 TEST(OpenController, EmuDefaultsToOneGibRamNamespace) {
   BackendOptions emu;
   emu.emu_inline_engine = true;

@@ -485,6 +485,35 @@ TEST(QueuePair, OutOfRangeCommandIdFailsTheQpairWithADiagnostic) {
   EXPECT_NE(rec.results[1].status.message().find("does not map"), std::string::npos);
 }
 
+// A controller in fatal status answers nothing more: the transport's health check (a CSTS read
+// every 1024 polls) fails the qpair with the diagnostic, so no caller waits forever. Destroying the
+// qpair afterwards (its Delete I/O SQ/CQ go to the dead admin queue) does not hang either.
+TEST(QueuePair, ControllerFatalStatusFailsTheQpairInsteadOfHanging) {
+  auto ctrl = make_emu(manual_options());
+  auto qp = ctrl->create_io_qpair(qp_options(8)).value();
+  auto buf = ctrl->dma_alloc(512).value();
+  Recorder rec;
+  ASSERT_TRUE(qp->read(1, 0, 1, buf.whole(), Recorder::callback, &rec).ok());
+  drive(*ctrl, *qp, rec, 1);
+  FaultRule rule;
+  rule.kind = FaultRule::Kind::kControllerFatal;  // the next command stops the controller
+  ctrl->inject_fault(rule);
+  for (int i = 1; i < 3; ++i) ASSERT_TRUE(qp->read(1, i, 1, buf.whole(), Recorder::callback, &rec).ok());
+  ctrl->step();
+  int polls = 0;
+  while (qp->process_completions().ok() && polls < 10'000) ++polls;
+  ASSERT_EQ(qp->state(), QueuePair::State::kFailed) << "still active after " << polls << " polls";
+  const std::string& why = qp->failure().message();
+  EXPECT_NE(why.find("controller fatal status (CSTS 0x3)"), std::string::npos) << why;
+  ASSERT_EQ(rec.results.size(), 3u);
+  EXPECT_TRUE(rec.results[0].status.ok());
+  EXPECT_EQ(rec.results[1].status.code(), StatusCode::kAborted);
+  EXPECT_EQ(rec.results[2].status.code(), StatusCode::kAborted);
+  auto retry = qp->read(1, 0, 1, buf.whole(), Recorder::callback, &rec);
+  EXPECT_EQ(retry.code(), StatusCode::kAborted);
+  qp.reset();  // bounded: the admin queue's own health check fails its commands too
+}
+
 TEST(QueuePair, DestroyingAQpairAbortsOutstandingCommandsAndDeletesItsQueues) {
   auto ctrl = make_emu(manual_options());
   Recorder rec;

@@ -6,11 +6,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <thread>
 
 #include "nvme_test_util.hpp"
 #include "nvmux/common/cpu.hpp"
+#include "nvmux/common/shm.hpp"
 
 namespace nvmux::nvme {
 namespace {
@@ -143,6 +145,53 @@ TEST_F(UringTest, MisalignedMemoryIsBouncedAndDataSurvives) {
   ASSERT_TRUE(qp->read(1, 0, 8, mem.slice(0, 4096), Recorder::callback, &rec).ok());
   wait_for(*qp, rec, 3);
   EXPECT_EQ(c->stats().fixed_rw, 1u);
+}
+
+// A client arena (foreign memory in a memfd, as nvmuxd maps it) becomes a registered buffer of
+// the ring at its first transfer; a region mapped later into the same slot is registered anew
+// (never served by the old pages), and an unregistered region leaves the table.
+TEST_F(UringTest, ForeignMemoryIsRegisteredAtItsFirstTransferAndReplacedWhenItChanges) {
+  auto c = make(1 << 20, 4096);
+  ASSERT_TRUE(c);
+  QueuePairOptions qo;
+  qo.sq_entries = 8;
+  auto qp = c->create_io_qpair(qo).value();
+  auto first = SharedMemory::create("client-arena-1", 8 * 4096).value();
+  auto region = c->register_memory(first.bytes()).value();
+  EXPECT_EQ(c->registered_regions(), 1u);
+  test::stamp(first.data(), 4 * 4096, 11, 0, 4096);
+  Recorder rec;
+  ASSERT_TRUE(qp->write(1, 0, 4, region.slice(0, 4 * 4096), Recorder::callback, &rec).ok());
+  wait_for(*qp, rec, 1);  // the kernel may run two queued requests in either order
+  ASSERT_TRUE(qp->read(1, 0, 4, region.slice(4 * 4096, 4 * 4096), Recorder::callback, &rec).ok());
+  wait_for(*qp, rec, 2);
+  for (const auto& r : rec.results) ASSERT_TRUE(r.status.ok()) << r.status.to_string();
+  EXPECT_EQ(std::memcmp(first.data(), first.data() + 4 * 4096, 4 * 4096), 0);
+  UringStats s = c->stats();
+  EXPECT_EQ(s.foreign_registrations, 1u);
+  EXPECT_EQ(s.fixed_rw, 2u);
+  EXPECT_EQ(s.vectored_rw, 0u);
+
+  // The slot is freed and reused for other memory: the ring registers the new pages and the data
+  // lands in the new memory, not in the old.
+  const std::uint64_t first_iova = region.iova();
+  region.reset();
+  EXPECT_EQ(c->registered_regions(), 0u);
+  auto second = SharedMemory::create("client-arena-2", 8 * 4096).value();
+  auto again = c->register_memory(second.bytes()).value();
+  ASSERT_EQ(again.iova(), first_iova) << "the test needs the slot reused";
+  std::memset(first.data(), 0, first.size());
+  ASSERT_TRUE(qp->read(1, 0, 4, again.slice(0, 4 * 4096), Recorder::callback, &rec).ok());
+  wait_for(*qp, rec, 3);
+  ASSERT_TRUE(rec.results[2].status.ok()) << rec.results[2].status.to_string();
+  std::vector<std::byte> want(4 * 4096);
+  test::stamp(want.data(), want.size(), 11, 0, 4096);
+  EXPECT_EQ(std::memcmp(second.data(), want.data(), want.size()), 0) << "the read did not land in the new region";
+  EXPECT_EQ(std::count(first.data(), first.data() + 4 * 4096, std::byte{0}), 4 * 4096)
+      << "the read landed in the unregistered region's pages";
+  s = c->stats();
+  EXPECT_EQ(s.foreign_registrations, 2u);
+  EXPECT_EQ(s.fixed_rw, 3u);
 }
 
 TEST_F(UringTest, ErrnoTableMapsKernelErrorsToNvmeStatuses) {
