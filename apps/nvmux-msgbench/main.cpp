@@ -2,7 +2,8 @@
 // bench/msgbench/msgbench.hpp and docs/benchmarks.md). Parses flags, runs the sweep, prints.
 //
 //   nvmux-msgbench [--modes spdk,lanes,...] [--producers 1,2,4,8,16,64] [--consumers 1,2]
-//                  [--duration SECONDS] [--work-ns NS] [--json FILE] [--svg FILE] [--list-modes]
+//                  [--duration SECONDS] [--reps N] [--work-ns NS] [--json FILE] [--svg FILE]
+//                  [--list-modes]
 //
 // Exit status: 0 done (also when a point stalled: that is a result), 1 a point failed to run or
 // a --json/--svg file could not be written or a point was abandoned (producers stuck in the send
@@ -85,6 +86,12 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_option("--duration", options.point.duration_s, "measured seconds per point, 0.01..3600")
       ->check(CLI::Range(0.01, 3600.0))
       ->capture_default_str();
+  app.add_option("--reps", options.reps,
+                 fmt::format("repetitions of every point, 1..{}: the modes alternate within each, and the table, "
+                             "targets and chart use the medians (the JSON has every repetition)",
+                             mb::kMaxReps))
+      ->check(CLI::Range(1, mb::kMaxReps))
+      ->capture_default_str();
   // A string first: CLI11 would wrap "-1" into 2^64 - 1 for an unsigned option.
   std::string work_ns = "0";
   app.add_option("--work-ns", work_ns, fmt::format("busy work in each message handler, 0..{} ns", kMaxWorkNs))
@@ -93,7 +100,8 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_option("--lane-capacity", options.point.lane_capacity,
                  "lanes modes: slots per lane, a power of two (default: the runtime's, 1024)");
   app.add_option("--json", json_path, "write the results as JSON to FILE");
-  app.add_option("--svg", svg_path, "write a throughput chart (SVG) to FILE");
+  app.add_option("--svg", svg_path,
+                 "write the charts (SVG: throughput, p99 latency and CPU per message against producers) to FILE");
   app.add_flag("--list-modes", list, "list the modes and whether each is built, then exit");
   app.add_flag("--quiet", quiet, "no progress line on stderr (it is drawn only on a terminal anyway)");
   try {
@@ -134,20 +142,21 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   for (int c : options.consumers) consumers_list += (consumers_list.empty() ? "" : ",") + std::to_string(c);
   std::string lanes = options.point.lane_capacity != 0 ? std::to_string(options.point.lane_capacity) : "default";
   std::printf(
-      "nvmux-msgbench: modes %s | producers %s | consumers %s | %.1f s per point | work %llu ns | lane slots %s\n",
-      modes_list.c_str(), producers_list.c_str(), consumers_list.c_str(), options.point.duration_s,
-      static_cast<unsigned long long>(options.point.work_ns), lanes.c_str());
+      "nvmux-msgbench: modes %s | producers %s | consumers %s | %.1f s per point | %d repetition%s | work %llu ns | "
+      "lane slots %s\n",
+      modes_list.c_str(), producers_list.c_str(), consumers_list.c_str(), options.point.duration_s, options.reps,
+      options.reps == 1 ? "" : "s", static_cast<unsigned long long>(options.point.work_ns), lanes.c_str());
   std::fflush(stdout);
 
   bool tty = !quiet && isatty(STDERR_FILENO) != 0;
   auto progress = [tty](const mb::Progress& p) {
     if (!tty) return;
     if (p.finished == nullptr) {
-      std::fprintf(stderr, "\r\033[K[%zu/%zu] %s  producers %d  consumers %d ...", p.index, p.total, p.mode->c_str(),
-                   p.producers, p.consumers);
+      std::fprintf(stderr, "\r\033[K[%zu/%zu] %s  producers %d  consumers %d  rep %d ...", p.index, p.total,
+                   p.mode->c_str(), p.producers, p.consumers, p.rep + 1);
     } else {
-      std::fprintf(stderr, "\r\033[K[%zu/%zu] %s  producers %d  consumers %d: %.3f M msgs/s%s", p.index, p.total,
-                   p.mode->c_str(), p.producers, p.consumers, p.finished->msgs_per_sec / 1e6,
+      std::fprintf(stderr, "\r\033[K[%zu/%zu] %s  producers %d  consumers %d  rep %d: %.3f M msgs/s%s", p.index,
+                   p.total, p.mode->c_str(), p.producers, p.consumers, p.rep + 1, p.finished->msgs_per_sec / 1e6,
                    p.finished->stalled ? " (stalled)" : "");
       if (p.index == p.total) std::fprintf(stderr, "\n");
     }

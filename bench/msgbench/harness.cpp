@@ -416,6 +416,9 @@ Status check_sweep(const SweepOptions& options) {
   if (options.producers.empty() || options.consumers.empty()) {
     return Status::error(StatusCode::kInvalidArgument, "--producers and --consumers need at least one count each");
   }
+  if (options.reps < 1 || options.reps > kMaxReps) {
+    return Status::error(StatusCode::kInvalidArgument, "--reps {} outside 1..{}", options.reps, kMaxReps);
+  }
   const int most_consumers = *std::max_element(options.consumers.begin(), options.consumers.end());
   for (const auto& name : options.modes) {
     const bool uses_dpdk = std::any_of(mode_catalog().begin(), mode_catalog().end(),
@@ -519,26 +522,35 @@ Result<SweepReport> run_sweep(const SweepOptions& options, const std::function<v
   SweepReport report;
   report.options = options;
   report.machine = machine_info();
-  std::size_t total = options.modes.size() * options.producers.size() * options.consumers.size();
+  const std::size_t mode_count = options.modes.size();
+  std::size_t total =
+      mode_count * options.producers.size() * options.consumers.size() * static_cast<std::size_t>(options.reps);
   std::size_t index = 0;
   for (int consumers : options.consumers) {
     for (int producers : options.producers) {
-      for (const auto& mode : options.modes) {
-        report.interrupted_by = interrupt_signal(options.point);
-        if (report.interrupted_by != 0) return report;  // the points that ran, the last one cut short
-        Progress pr{++index, total, &mode, producers, consumers, nullptr};
-        if (progress) progress(pr);
-        auto result = run_point(mode, producers, consumers, options.point);
-        if (!result.ok()) {
-          return Status(result.status().code(), fmt::format("{} with {} producers and {} consumers: {}", mode,
-                                                            producers, consumers, result.status().message()));
-        }
-        report.results.push_back(std::move(result).value());
-        pr.finished = &report.results.back();
-        if (progress) progress(pr);
-        if (report.results.back().abandoned) {  // its threads still run: later points would not measure
-          report.abandoned = true;
-          return report;
+      for (int rep = 0; rep < options.reps; ++rep) {
+        for (std::size_t k = 0; k < mode_count; ++k) {
+          // Each repetition starts one mode further: no mode always runs first (or right after
+          // the same neighbour).
+          const std::string& mode = options.modes[(k + static_cast<std::size_t>(rep)) % mode_count];
+          report.interrupted_by = interrupt_signal(options.point);
+          if (report.interrupted_by != 0) return report;  // the points that ran, the last one cut short
+          Progress pr{++index, total, &mode, producers, consumers, rep, nullptr};
+          if (progress) progress(pr);
+          auto result = run_point(mode, producers, consumers, options.point);
+          if (!result.ok()) {
+            return Status(result.status().code(),
+                          fmt::format("{} with {} producers and {} consumers (repetition {}): {}", mode, producers,
+                                      consumers, rep + 1, result.status().message()));
+          }
+          report.results.push_back(std::move(result).value());
+          report.results.back().rep = rep;
+          pr.finished = &report.results.back();
+          if (progress) progress(pr);
+          if (report.results.back().abandoned) {  // its threads still run: later points would not measure
+            report.abandoned = true;
+            return report;
+          }
         }
       }
     }

@@ -69,6 +69,7 @@ struct PointResult {
   std::string mode;
   int producers = 0;
   int consumers = 0;
+  int rep = 0;                    // which repetition of the point (0-based; SweepOptions::reps)
   double seconds = 0;             // length of the measured window
   std::uint64_t window_msgs = 0;  // executed inside the window
   double msgs_per_sec = 0;
@@ -94,18 +95,22 @@ struct PointResult {
 // not an error: the result says stalled.
 Result<PointResult> run_point(const std::string& mode, int producers, int consumers, const PointOptions& options);
 
+inline constexpr int kMaxReps = 100;  // --reps
+
 struct SweepOptions {
   std::vector<std::string> modes;
   std::vector<int> producers{1, 2, 4, 8, 16, 64};
   std::vector<int> consumers{1, 2};
+  int reps = 1;  // repetitions of every point, 1..kMaxReps
   PointOptions point;
 };
 
 struct Progress {
-  std::size_t index = 0;  // 1-based point number
+  std::size_t index = 0;  // 1-based point number (every repetition counts)
   std::size_t total = 0;
   const std::string* mode = nullptr;
   int producers = 0, consumers = 0;
+  int rep = 0;                            // 0-based repetition
   const PointResult* finished = nullptr;  // set when the point is done, else it is starting
 };
 
@@ -122,7 +127,9 @@ struct SweepReport {
 // when consumers share a core, and a point could take minutes to stop).
 Status check_sweep(const SweepOptions& options);
 
-// Runs every (consumers, producers, mode) point, modes interleaved within each producer count.
+// Runs every (consumers, producers, mode) point `reps` times: for each consumer and producer count,
+// repetition after repetition, every mode once per repetition (the first mode rotating from one
+// repetition to the next), so that the contenders alternate and noise hits them alike.
 // Errors stop the sweep (the points done so far are lost; the caller prints the Status). An
 // interrupt (PointOptions::interrupt) is not an error: the report holds the points that ran and
 // interrupted_by the signal.
@@ -131,22 +138,54 @@ Result<SweepReport> run_sweep(const SweepOptions& options, const std::function<v
 // Machine description for the report: host, CPU model, cores, kernel, TSC rate, DPDK version.
 nlohmann::json machine_info();
 
-// One table per consumer count, then the target checks with their ratios.
+// The median of `values` (the mean of the middle two for an even count) and its min-max spread.
+struct Spread {
+  double median = 0;
+  double min = 0;
+  double max = 0;
+};
+Spread spread_of(std::vector<double> values);
+
+// Every repetition of one (mode, producers, consumers) point, summarised.
+struct PointSummary {
+  std::string mode;
+  int producers = 0;
+  int consumers = 0;
+  int reps = 0;                                                    // repetitions that ran
+  int stalled_reps = 0;                                            // of which stalled
+  std::string stall_reason;                                        // the first stalled repetition's
+  bool interrupted = false;                                        // a repetition was cut short by a signal
+  std::uint64_t lost = 0, out_of_order = 0, unbalanced_pairs = 0;  // summed over repetitions
+  Spread msgs_per_sec, p50_ns, p99_ns, p999_ns, cpu_ms_per_million;
+  bool stalled() const { return 2 * stalled_reps > reps; }  // a majority of its repetitions stalled
+};
+// One summary per point, in the order the points first ran.
+std::vector<PointSummary> summarize(const SweepReport& report);
+
+// One table per consumer count (medians, with the min-max spread when there are repetitions),
+// then the target checks with their ratios.
 std::string format_table(const SweepReport& report);
-// {"machine", "params", "results": [{mode, producers, consumers, msgs_per_sec,
-//   latency_ns: {p50, p99, p999}, cpu_ms_per_million, stalled, ...}], "targets": [...]}
+// {"machine", "params", "results": [every repetition: {mode, producers, consumers, rep,
+//   msgs_per_sec, latency_ns: {p50, p99, p999}, cpu_ms_per_million, stalled, ...}],
+//  "summary": [per point: medians and min/max], "targets": [...]}
 nlohmann::json to_json(const SweepReport& report);
-// Throughput against producers (log scales), one line per mode, one panel per consumer count.
+// Three charts per consumer count against producers (log scales), one line per mode through the
+// medians with a min-max whisker at each point: throughput, p99 latency, CPU per message.
 std::string render_svg(const SweepReport& report);
 
-// The four targets nvmux is held to against SPDK (docs/benchmarks.md, "The targets"), evaluated
-// on a report (missing points: not evaluated).
+// The targets nvmux is held to (docs/benchmarks.md, "The targets"; issue 15): against moodycamel
+// at every producer count (throughput, CPU per message, p99), against spdk, oversubscription, and
+// the dispatcher. Evaluated on the medians; each check also says how many repetitions, taken on
+// their own, give the same verdict. Missing points: not evaluated.
 struct TargetCheck {
   std::string what;
-  double ratio = 0;   // measured
-  double target = 0;  // required ratio (ratio >= target), or for latency: ratio <= 1
+  double ratio = 0;      // from the medians
+  double target = 0;     // the bound on the ratio
+  bool at_most = false;  // met when ratio <= target (else ratio >= target)
   bool evaluated = false;
   bool met = false;
+  int reps_compared = 0;  // repetitions in which both sides ran
+  int reps_agreeing = 0;  // of which give the same verdict as the medians
   std::string detail;
 };
 std::vector<TargetCheck> check_targets(const SweepReport& report);

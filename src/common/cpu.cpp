@@ -1,5 +1,9 @@
 #include "nvmux/common/cpu.hpp"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -8,6 +12,8 @@
 
 #include <cerrno>
 #include <mutex>
+
+#include "nvmux/common/tsc_clock.hpp"
 
 namespace nvmux {
 
@@ -68,36 +74,87 @@ std::uint64_t monotonic_ns() {
 }
 
 namespace {
-std::uint64_t calibrate_tsc_hz() {
+
 #if defined(__x86_64__) || defined(__i386__)
-  // Two samples 20 ms apart; the TSC on any machine nvmux targets is invariant.
-  std::uint64_t ns0 = monotonic_ns();
-  std::uint64_t t0 = read_tsc();
-  timespec pause{0, 20'000'000};
-  nanosleep(&pause, nullptr);
-  std::uint64_t ns1 = monotonic_ns();
-  std::uint64_t t1 = read_tsc();
-  std::uint64_t dns = ns1 - ns0;
-  if (dns == 0 || t1 <= t0) return 1'000'000'000ull;
-  return static_cast<std::uint64_t>(static_cast<long double>(t1 - t0) * 1e9L / static_cast<long double>(dns));
-#else
-  return 1'000'000'000ull;  // read_tsc() is monotonic_ns() here
-#endif
+// One (TSC, CLOCK_MONOTONIC) pair: the tightest of a few rdtsc / clock_gettime / rdtsc brackets,
+// the TSC taken as the middle of its bracket. A preemption inside a bracket only widens it.
+struct ClockPair {
+  std::uint64_t tsc;
+  std::uint64_t ns;
+};
+constexpr int kCalibrationBrackets = 16;
+constexpr long kCalibrationSpanNs = 20'000'000;  // between the two pairs: rate error ~ jitter / span
+
+ClockPair tightest_pair() {
+  ClockPair best{0, 0};
+  std::uint64_t best_gap = UINT64_MAX;
+  for (int i = 0; i < kCalibrationBrackets; ++i) {
+    std::uint64_t before = read_tsc();
+    std::uint64_t ns = monotonic_ns();
+    std::uint64_t after = read_tsc();
+    if (after >= before && after - before < best_gap) {
+      best_gap = after - before;
+      best = {before + (after - before) / 2, ns};
+    }
+  }
+  return best;
 }
+#endif
+
+// A TSC rate no machine nvmux runs on has: the calibration went wrong (or the TSC is broken).
+bool plausible_tsc_hz(long double hz) { return hz >= 1e8L && hz <= 1e11L; }
+
 }  // namespace
 
-std::uint64_t tsc_hz() {
-  static const std::uint64_t hz = calibrate_tsc_hz();
-  return hz;
+bool tsc_is_invariant() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  // Advanced power management leaf: EDX bit 8 is "invariant TSC" on Intel and AMD alike.
+  if (__get_cpuid(0x80000007u, &eax, &ebx, &ecx, &edx) == 0) return false;
+  return (edx & (1u << 8)) != 0;
+#else
+  return false;
+#endif
 }
 
-std::uint64_t tsc_to_ns(std::uint64_t ticks) {
-  return static_cast<std::uint64_t>(static_cast<unsigned __int128>(ticks) * 1'000'000'000ull / tsc_hz());
+TscClock TscClock::calibrate(Source preferred) {
+  TscClock clock;
+#if defined(__x86_64__) || defined(__i386__)
+  ClockPair first = tightest_pair();
+  timespec pause{0, kCalibrationSpanNs};
+  nanosleep(&pause, nullptr);
+  ClockPair second = tightest_pair();
+  if (second.ns > first.ns && second.tsc > first.tsc) {
+    long double hz =
+        static_cast<long double>(second.tsc - first.tsc) * 1e9L / static_cast<long double>(second.ns - first.ns);
+    if (plausible_tsc_hz(hz)) {
+      constexpr long double kOne = static_cast<long double>(std::uint64_t{1} << kShift);
+      clock.tsc_hz_ = static_cast<std::uint64_t>(hz);
+      clock.ns_per_tick_q32_ = static_cast<std::uint64_t>(1e9L * kOne / hz + 0.5L);
+      clock.ticks_per_ns_q32_ = static_cast<std::uint64_t>(hz * kOne / 1e9L + 0.5L);
+      if (preferred == Source::kTsc && tsc_is_invariant()) {
+        clock.source_ = Source::kTsc;
+        clock.origin_tsc_ = second.tsc;
+        clock.origin_ns_ = second.ns;
+      }
+    }
+  }
+#else
+  (void)preferred;  // read_tsc() is monotonic_ns() here: 1 tick = 1 ns, and the clock is the OS's
+#endif
+  return clock;
 }
 
-std::uint64_t ns_to_tsc(std::uint64_t ns) {
-  return static_cast<std::uint64_t>(static_cast<unsigned __int128>(ns) * tsc_hz() / 1'000'000'000ull);
+const TscClock& TscClock::instance() {
+  static const TscClock clock = calibrate(Source::kTsc);
+  return clock;
 }
+
+std::uint64_t tsc_hz() { return TscClock::instance().tsc_hz(); }
+
+std::uint64_t tsc_to_ns(std::uint64_t ticks) { return TscClock::instance().ticks_to_ns(ticks); }
+
+std::uint64_t ns_to_tsc(std::uint64_t ns) { return TscClock::instance().ns_to_ticks(ns); }
 
 namespace {
 // A non-negative decimal that fits an int, or -1.

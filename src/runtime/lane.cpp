@@ -19,9 +19,6 @@ namespace {
 // Back-pressure phases of a foreign sender waiting for a full lane.
 constexpr int kFullLaneSpinRounds = 256;  // cpu_relax between looks at head
 constexpr int kFullLaneYieldRounds = 32;  // sched_yield between looks
-// A blocked sender re-checks the runtime and the consumer this often even without a wake-up
-// (a safety net: the wake-up itself comes from the consumer freeing space).
-constexpr std::uint64_t kBlockedSenderRecheckUs = 10'000;
 
 thread_local SenderContext tl_foreign_sender{nullptr};
 
@@ -180,7 +177,14 @@ Status wait_for_space(Lane& lane, bool blocking) {
     return outcome != Outcome::kStillFull;
   };
   PrivateWakeWord waiting(lane.producer_waiting);
-  while (waiting.sleep_unless(recheck, kBlockedSenderRecheckUs) != SleepResult::kReady) {
+  // The timeout is a safety net (RuntimeOptions::blocked_sender_recheck_us): the wake-up itself
+  // comes from the consumer once it has freed half the lane, from its exit, or from stop().
+  auto count_sleep = [&lane] {
+    ++lane.sleeps_private;
+    lane.sender_sleeps.store(lane.sleeps_private, std::memory_order_relaxed);  // single writer: for stats
+  };
+  while (waiting.sleep_unless(recheck, runtime.options().blocked_sender_recheck_us, count_sleep) !=
+         SleepResult::kReady) {
   }
   // sleep_unless returns kReady only when recheck() named an outcome.
   if (outcome == Outcome::kStopped) {

@@ -10,6 +10,7 @@
 #include "nvmux/common/cpu.hpp"
 #include "nvmux/common/fence.hpp"
 #include "nvmux/common/log.hpp"
+#include "nvmux/common/tsc_clock.hpp"
 #include "reactor.hpp"
 
 namespace nvmux {
@@ -64,6 +65,10 @@ Status validate(const RuntimeOptions& o) {
   }
   if (o.max_sleep_us < 100 || o.max_sleep_us > 600'000'000) {
     return invalid(fmt::format("RuntimeOptions.max_sleep_us is {}: it must be in [100, 600000000]", o.max_sleep_us));
+  }
+  if (o.blocked_sender_recheck_us < 100 || o.blocked_sender_recheck_us > 600'000'000) {
+    return invalid(fmt::format("RuntimeOptions.blocked_sender_recheck_us is {}: it must be in [100, 600000000]",
+                               o.blocked_sender_recheck_us));
   }
   if (o.stop_drain_timeout_us > 600'000'000) {
     return invalid(
@@ -120,7 +125,7 @@ bool Runtime::started() const {
   return s == State::kRunning || s == State::kStopping;
 }
 
-std::uint64_t Runtime::now_us() const { return monotonic_ns() / 1000; }
+std::uint64_t Runtime::now_us() const { return TscClock::instance().now_ns() / 1000; }
 
 Result<Thread*> Runtime::create_thread(std::string name, std::optional<int> bound_core) {
   return add_thread(std::move(name), bound_core, false);
@@ -437,6 +442,7 @@ RuntimeStats Runtime::stats() const {
     ls.sent = lane->sent.load(std::memory_order_relaxed);
     ls.messages = lane->executed.load(std::memory_order_relaxed);
     ls.full_events = lane->full_events.load(std::memory_order_relaxed);
+    ls.sender_sleeps = lane->sender_sleeps.load(std::memory_order_relaxed);
     ls.dropped = lane->dropped.load(std::memory_order_relaxed);
     ls.sender_gone = lane->sender_gone.load(std::memory_order_relaxed);
     ls.batch_size = HistogramSummary::of(lane->batch_sizes);

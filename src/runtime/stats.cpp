@@ -65,6 +65,7 @@ nlohmann::json RuntimeStats::to_json() const {
                           {"sent", l.sent},
                           {"messages", l.messages},
                           {"full_events", l.full_events},
+                          {"sender_sleeps", l.sender_sleeps},
                           {"dropped", l.dropped},
                           {"sender_gone", l.sender_gone},
                           {"batch_size", summary_json(l.batch_size)},

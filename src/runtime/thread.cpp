@@ -130,13 +130,19 @@ Status Thread::exit() {
 }
 
 bool Thread::poll(std::uint64_t now_us) {
+  std::uint64_t tsc = read_tsc();
+  return poll(now_us, tsc);
+}
+
+bool Thread::poll(std::uint64_t now_us, std::uint64_t& tsc) {
   if (state_.load(std::memory_order_relaxed) == ThreadState::kExited) return false;
   Thread* previous = tl_current_thread;
   tl_current_thread = this;
   now_us_ = now_us;
-  std::uint64_t start_tsc = read_tsc();
+  const std::uint64_t start_tsc = tsc;
 
-  bool busy = drain_lanes() != 0;
+  last_poll_messages_ = drain_lanes();
+  bool busy = last_poll_messages_ != 0;
   if (state_.load(std::memory_order_relaxed) == ThreadState::kRunning) busy |= run_pollers(now_us);
   if (pollers_dirty_) {
     std::erase_if(pollers_, [](const std::unique_ptr<Poller>& p) { return p->unregistered_; });
@@ -144,8 +150,8 @@ bool Thread::poll(std::uint64_t now_us) {
   }
   if (state_.load(std::memory_order_relaxed) == ThreadState::kExiting && !has_pending_work()) finish_exit();
 
-  std::uint64_t spent = read_tsc() - start_tsc;
-  single_writer_add(busy ? busy_tsc_ : idle_tsc_, spent);
+  tsc = read_tsc();
+  single_writer_add(busy ? busy_tsc_ : idle_tsc_, tsc - start_tsc);
   single_writer_add(polls_, 1);
   tl_current_thread = previous;
   return busy;
@@ -201,6 +207,21 @@ namespace {
 // and re-reading head. Either it sees the space or we see the flag.
 void wake_blocked_producer_fenced(detail::Lane& lane) { detail::PrivateWakeWord(lane.producer_waiting).wake_fenced(); }
 
+// Whether a sender asleep on this lane is worth waking now: once at least half the lane is free
+// (an empty lane always is). Woken after every drain batch instead, a sender would push a batch's
+// worth, find the lane full again and go back to sleep: a futex round trip for a few slots.
+//
+// No wake-up is lost by waiting: a sender sleeps only after seeing the lane full, and then pushes
+// nothing more, so the lane drains (it moves at every poll while it holds messages) until it
+// reaches the threshold, in a poll that moved it and so looks at the flag after its fence.
+// Consumer side: the free count comes from our own head and cached tail (a stale tail only
+// over-counts the free slots, which wakes earlier, never later).
+bool worth_waking_sender(detail::Lane& lane) {
+  const std::uint64_t capacity = lane.ring.capacity();
+  const std::uint64_t free_slots = capacity - lane.ring.consumer().available_approx();
+  return free_slots >= capacity / 2;
+}
+
 }  // namespace
 
 std::size_t Thread::drain_lanes() {
@@ -208,23 +229,27 @@ std::size_t Thread::drain_lanes() {
   std::size_t count = lanes_.size();
   if (count == 0) return 0;
   std::size_t total = 0;
+  bool any_worth_waking = false;
   // Round-robin start, and at most drain_batch per lane: one busy sender cannot starve the others.
   std::size_t index = next_lane_ < count ? next_lane_ : 0;
   next_lane_ = index + 1;
   for (std::size_t k = 0; k < count; ++k) {
     detail::Lane& lane = *lanes_[index];
     std::size_t moved = lane.target != this ? forward_lane(lane) : drain_lane(lane);
-    lane.moved_this_poll = moved != 0;
+    // Only a lane that freed slots (a sender on a lane that did not move, e.g. a relay whose
+    // target lane is full, would only wake to find it still full) and is at least half free.
+    lane.wake_sender_this_poll = moved != 0 && worth_waking_sender(lane);
+    any_worth_waking |= lane.wake_sender_this_poll;
     total += moved;
     if (++index == count) index = 0;  // no division on the hot path
   }
-  if (total != 0) {
-    // One fence for the whole poll, after every head store, instead of one per lane; then the
-    // sleep flag of each lane that freed slots (a sender on a lane that did not move, e.g. a relay
-    // whose target lane is full, would only wake to find it still full).
+  if (any_worth_waking) {
+    // One fence for the whole poll, after every head store, then the sleep flags. A poll that
+    // looks at no flag needs no fence: the poll that later finds the lane half free fences before
+    // it looks, and that fence follows every earlier head store too.
     full_fence();
     for (auto& lane : lanes_) {
-      if (lane->moved_this_poll) wake_blocked_producer_fenced(*lane);
+      if (lane->wake_sender_this_poll) wake_blocked_producer_fenced(*lane);
     }
   }
   // Retire lanes whose sender is gone, once drained.

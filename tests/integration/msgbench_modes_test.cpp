@@ -136,4 +136,46 @@ TEST(MsgbenchModes, SweepJsonHasEveryFieldForEveryPoint) {
   }
 }
 
+TEST(MsgbenchModes, RepetitionsRunEveryModeOnceEachWithTheFirstModeRotating) {
+  // Two modes TSan can follow (moodycamel synchronises with fences it does not model).
+  const std::string other = mb::check_modes({"lanes"}).ok() ? "lanes" : "mutex";
+  mb::SweepOptions o;
+  o.modes = {"mutex", other};
+  o.producers = {1};
+  o.consumers = {1};
+  o.reps = 3;
+  o.point = short_point();
+  o.point.duration_s = 0.05;
+  std::vector<std::pair<int, std::string>> started;  // (rep, mode) in the order they ran
+  auto report = mb::run_sweep(o, [&](const mb::Progress& p) {
+    if (p.finished == nullptr) started.emplace_back(p.rep, *p.mode);
+    EXPECT_EQ(p.total, 6u);
+  });
+  ASSERT_TRUE(report.ok()) << report.status().to_string();
+  const std::vector<std::pair<int, std::string>> expected{{0, "mutex"}, {0, other},   {1, other},
+                                                          {1, "mutex"}, {2, "mutex"}, {2, other}};
+  EXPECT_EQ(started, expected);
+  ASSERT_EQ(report->results.size(), 6u);
+  for (std::size_t i = 0; i < report->results.size(); ++i) {
+    EXPECT_EQ(report->results[i].rep, expected[i].first);
+    EXPECT_EQ(report->results[i].mode, expected[i].second);
+  }
+  nlohmann::json j = mb::to_json(*report);
+  EXPECT_EQ(j["params"]["reps"], 3);
+  ASSERT_EQ(j["summary"].size(), other == "mutex" ? 1u : 2u);
+  for (const auto& s : j["summary"]) EXPECT_EQ(s["reps"], other == "mutex" ? 6 : 3);
+}
+
+TEST(MsgbenchModes, RepetitionsOutsideTheirRangeAreRejected) {
+  mb::SweepOptions o;
+  o.modes = {"mutex"};
+  for (int reps : {0, -1, mb::kMaxReps + 1}) {
+    o.reps = reps;
+    auto report = mb::run_sweep(o, nullptr);
+    ASSERT_FALSE(report.ok()) << reps;
+    EXPECT_EQ(report.status().code(), nvmux::StatusCode::kInvalidArgument);
+    EXPECT_NE(report.status().message().find("--reps"), std::string::npos) << report.status().message();
+  }
+}
+
 }  // namespace

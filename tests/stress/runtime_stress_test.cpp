@@ -62,6 +62,8 @@ struct Scenario {
   std::uint64_t per_sender;
   RuntimeOptions options;
   bool chaos_mover;
+  // Senders must have slept on a full lane (futex) at least once: the scenario is about wake-ups.
+  bool expect_sender_sleeps = false;
 };
 
 void run_scenario(const Scenario& sc) {
@@ -77,6 +79,7 @@ void run_scenario(const Scenario& sc) {
   ASSERT_TRUE(rt->start().ok());
 
   std::atomic<bool> give_up{false};
+  std::atomic<bool> may_exit{!sc.expect_sender_sleeps};  // a sender's exit retires its lanes and their stats
   std::atomic<int> send_errors{0};
   std::vector<std::thread> senders;
   for (int s = 0; s < sc.senders; ++s) {
@@ -93,6 +96,7 @@ void run_scenario(const Scenario& sc) {
           return;
         }
       }
+      while (!may_exit.load() && !give_up.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     });
   }
   std::atomic<bool> stop_mover{false};
@@ -116,13 +120,23 @@ void run_scenario(const Scenario& sc) {
     return sum;
   };
   bool all_ran = wait_for([&] { return ran() == total; }, deadline);
-  if (!all_ran) give_up.store(true);
+  std::uint64_t sender_sleeps = 0;
+  for (const auto& lane : rt->stats().lanes) sender_sleeps += lane.sender_sleeps;
+  may_exit.store(true);
+  if (!all_ran) {
+    give_up.store(true);
+    // A sender that lost its wake-up sleeps until the safety-net recheck; stop() wakes it.
+    (void)rt->stop();
+  }
   for (auto& t : senders) t.join();
   stop_mover.store(true);
   if (mover.joinable()) mover.join();
   ASSERT_TRUE(all_ran) << "only " << ran() << " of " << total << " messages ran before the deadline\n"
                        << rt->stats().to_json().dump(1);
   EXPECT_EQ(send_errors.load(), 0);
+  if (sc.expect_sender_sleeps) {
+    EXPECT_GT(sender_sleeps, 0u) << "no sender ever slept on a full lane: the scenario tested no wake-up";
+  }
 
   // Lanes of exited senders are retired once drained: one per (sender, target). What stays is the
   // dispatcher's own lane to each target (scheme kDispatcher), whose sender is still alive.
@@ -161,9 +175,10 @@ void run_scenario(const Scenario& sc) {
     EXPECT_GT(moves, 0u);
   }
   auto seconds = std::chrono::duration<double>(Clock::now() - start_time).count();
-  std::printf("%d senders x %llu messages -> %d targets: %.2f s, %.2f M msg/s, %llu moves\n", sc.senders,
-              static_cast<unsigned long long>(sc.per_sender), sc.targets, seconds,
-              static_cast<double>(total) / seconds / 1e6, static_cast<unsigned long long>(moves));
+  std::printf("%d senders x %llu messages -> %d targets: %.2f s, %.2f M msg/s, %llu moves, %llu sender sleeps\n",
+              sc.senders, static_cast<unsigned long long>(sc.per_sender), sc.targets, seconds,
+              static_cast<double>(total) / seconds / 1e6, static_cast<unsigned long long>(moves),
+              static_cast<unsigned long long>(sender_sleeps));
 }
 
 RuntimeOptions base_options() {
@@ -269,6 +284,23 @@ TEST(RuntimeStress, InterruptModeSendersThatStartAndStopLoseNoWakeUp) {
   std::printf("%llu waves of %d pthreads x %llu messages, %llu sleeps, %llu wake-ups\n",
               static_cast<unsigned long long>(waves), kSendersPerWave, static_cast<unsigned long long>(per_sender),
               static_cast<unsigned long long>(sleeps), static_cast<unsigned long long>(wakeups));
+}
+
+// Senders blocked on full lanes are woken only by the consumer (once half the lane is free), by
+// its exit or by stop(). The safety-net recheck is set to ten minutes, so a lost wake-up leaves a
+// sender asleep and fails the deadline (stop() then wakes it) instead of hiding behind the recheck.
+TEST(RuntimeStress, BlockedSendersAreWokenWithoutTheSafetyNet) {
+  Scenario sc;
+  sc.senders = 8;
+  sc.targets = 2;
+  sc.per_sender = test::stress_count(200'000, 500);
+  sc.options = base_options();
+  sc.options.lane_capacity = 16;
+  sc.options.drain_batch = 4;
+  sc.options.blocked_sender_recheck_us = 600'000'000;
+  sc.chaos_mover = true;
+  sc.expect_sender_sleeps = true;
+  run_scenario(sc);
 }
 
 TEST(RuntimeStress, SmallLanesBlockAndResumeWithoutLoss) {

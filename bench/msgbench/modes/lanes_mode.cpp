@@ -56,23 +56,45 @@ class LanesMode final : public Mode {
     return s;
   }
 
+  // How often back-pressure reached the producers: sends that found their lane full, and futex
+  // sleeps on a full lane (the rest of the waits were spins and yields).
+  std::vector<std::pair<std::string, std::uint64_t>> counters() const override {
+    return {{"lane_full_events", full_events_.load(std::memory_order_relaxed)},
+            {"sender_sleeps", sender_sleeps_.load(std::memory_order_relaxed)}};
+  }
+
  private:
   class Producer final : public ProducerHandle {
    public:
-    explicit Producer(LanesMode& mode) : mode_(mode) {}
+    explicit Producer(LanesMode& mode) : mode_(mode), used_(mode.threads_.size(), false) {}
+    // On the producer's thread, while its lanes are still its own (they retire when it exits):
+    // adds their back-pressure counters to the mode's.
+    ~Producer() override {
+      for (std::size_t c = 0; c < used_.size(); ++c) {
+        detail::Lane* lane = nullptr;
+        if (!used_[c] || !detail::acquire_lane(*mode_.threads_[c], lane).ok()) continue;
+        // Relaxed RMW: independent tallies, read after every producer has been joined.
+        mode_.full_events_.fetch_add(lane->full_events.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        mode_.sender_sleeps_.fetch_add(lane->sender_sleeps.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      }
+    }
     bool send(int consumer, const Stamp& stamp, const std::atomic<bool>&) override {
       auto c = static_cast<std::size_t>(consumer);
       ConsumerSink* sink = mode_.sinks_[c];
       Status s = send_msg(*mode_.threads_[c], [sink, stamp] { sink->execute(stamp); });
       NVMUX_ASSERT(s.ok(), "send_msg to consumer {} failed while the runtime runs: {}", consumer, s.to_string());
+      if (!used_[c]) used_[c] = true;  // a read and a predicted branch per send; a write once per lane
       return true;
     }
 
    private:
     LanesMode& mode_;
+    std::vector<bool> used_;  // consumers this producer has a lane to
   };
 
   bool dispatcher_;
+  std::atomic<std::uint64_t> full_events_{0};
+  std::atomic<std::uint64_t> sender_sleeps_{0};
   std::vector<ConsumerSink*> sinks_;
   std::unique_ptr<Runtime> runtime_;
   std::vector<Thread*> threads_;

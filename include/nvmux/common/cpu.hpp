@@ -50,11 +50,13 @@ inline std::uint64_t read_tsc() {
 
 // CLOCK_MONOTONIC in nanoseconds.
 std::uint64_t monotonic_ns();
-// TSC ticks per second, calibrated against CLOCK_MONOTONIC on first use.
+// TSC ticks per second, calibrated against CLOCK_MONOTONIC on first use (TscClock::instance(),
+// nvmux/common/tsc_clock.hpp).
 std::uint64_t tsc_hz();
-// Converts a TSC tick count (a difference of read_tsc() values) to nanoseconds.
+// Converts a TSC tick count (a difference of read_tsc() values) to nanoseconds: a multiply and a
+// shift, no division.
 std::uint64_t tsc_to_ns(std::uint64_t ticks);
-// Converts nanoseconds to TSC ticks.
+// Converts nanoseconds to TSC ticks (likewise).
 std::uint64_t ns_to_tsc(std::uint64_t ns);
 
 // Tells the CPU we are in a spin-wait loop (PAUSE on x86).

@@ -63,9 +63,11 @@ struct Lane {
   alignas(kCacheLineBytes) std::uint64_t sample_countdown = kLatencySampleEveryMsgs;
   std::uint64_t sent_private = 0;
   std::uint64_t full_private = 0;
+  std::uint64_t sleeps_private = 0;
   // Published copies of the producer counters (single writer: relaxed load+store, no RMW).
   std::atomic<std::uint64_t> sent{0};
   std::atomic<std::uint64_t> full_events{0};
+  std::atomic<std::uint64_t> sender_sleeps{0};  // futex waits of a sender blocked on the full lane
 
   // Producer <-> consumer flags, on their own line.
   alignas(kCacheLineBytes) std::atomic<std::uint32_t> producer_waiting{0};  // futex word: 1 = sender blocked
@@ -77,7 +79,7 @@ struct Lane {
   std::atomic<std::uint64_t> high_water{0};
   std::atomic<std::uint64_t> dropped{0};  // destroyed without running (target exited, stop)
   bool retired = false;                   // consumer-private
-  bool moved_this_poll = false;           // consumer-private: this poll freed slots
+  bool wake_sender_this_poll = false;     // consumer-private: this poll freed enough to wake a blocked sender
   Histogram batch_sizes;
   Histogram latency_ns;
 };

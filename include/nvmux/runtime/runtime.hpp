@@ -78,6 +78,10 @@ struct RuntimeOptions {
   // A sender on a reactor waits at most this long for a full lane (blocking could deadlock two
   // reactors that send to each other), then gets kWouldBlock.
   std::uint64_t reactor_send_wait_us = 1000;
+  // A foreign sender asleep on a full lane looks again this often whether or not it was woken. A
+  // safety net only — wake-ups come from the consumer; tests set it very high so that a lost
+  // wake-up shows up as a hang.
+  std::uint64_t blocked_sender_recheck_us = 10'000;
   std::uint64_t stop_drain_timeout_us = 5'000'000;
 };
 

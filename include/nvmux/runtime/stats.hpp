@@ -66,6 +66,7 @@ struct LaneStats {
   std::uint64_t sent = 0;
   std::uint64_t messages = 0;  // run or forwarded
   std::uint64_t full_events = 0;
+  std::uint64_t sender_sleeps = 0;  // times the sender slept (futex) on the full lane
   std::uint64_t dropped = 0;
   bool sender_gone = false;
   HistogramSummary batch_size;

@@ -117,8 +117,10 @@ class alignas(kCacheLineBytes) Thread {
 
   // Runs one iteration on the calling OS thread: drains lanes (batched, round-robin), runs due
   // pollers, advances exit. Returns true when it did any work. Caller: the owning reactor, or
-  // Runtime::poll_thread in manual mode.
+  // Runtime::poll_thread in manual mode. The second form takes the TSC read when the poll starts
+  // and leaves in it the TSC read when it ended (the reactor chains them: one read per poll).
   bool poll(std::uint64_t now_us);
+  bool poll(std::uint64_t now_us, std::uint64_t& tsc);
   // Whether a message or a new lane is waiting (consumer side, for the reactor's sleep check).
   bool has_pending_work();
   // Earliest due time of an unpaused timed poller, or UINT64_MAX.
@@ -159,6 +161,7 @@ class alignas(kCacheLineBytes) Thread {
   std::vector<std::unique_ptr<Poller>> pollers_;
   bool pollers_dirty_ = false;
   std::uint64_t now_us_ = 0;
+  std::size_t last_poll_messages_ = 0;  // drained (run or forwarded) by the last poll, for the reactor's pacing
 
   // New lanes, added by senders (rare; locked), adopted by the owner at its next poll.
   std::mutex pending_mutex_;

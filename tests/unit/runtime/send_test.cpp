@@ -113,6 +113,43 @@ TEST(SendDeterministic, FullLaneIsWouldBlockBeforeStartAndFreesAfterADrain) {
   EXPECT_EQ(stats.lanes[0].messages, 5u);
 }
 
+// A sender asleep on its full lane is woken once the consumer has freed half of it, not after every
+// drain batch. The armed flag stands in for the sleeping sender: the consumer claims it (clears it
+// and makes the one FUTEX_WAKE) exactly when it wakes the sender.
+TEST(SendDeterministic, ASleepingSenderIsWokenOnceHalfItsLaneIsFree) {
+  struct Case {
+    std::size_t capacity;
+    std::size_t drain_batch;
+    int wake_at_poll;  // the first poll after which at least capacity / 2 slots are free
+  };
+  for (const Case& c : {Case{64, 8, 4}, Case{8, 3, 2}, Case{2, 1, 1}, Case{16, 32, 1}}) {
+    SCOPED_TRACE(fmt::format("capacity {} drain_batch {}", c.capacity, c.drain_batch));
+    RuntimeOptions o;
+    o.lane_capacity = c.capacity;
+    o.drain_batch = c.drain_batch;
+    auto rt = Runtime::create(o).value();
+    Thread* t = rt->create_thread("t").value();
+    std::size_t ran = 0;
+    for (std::size_t i = 0; i < c.capacity; ++i) ASSERT_TRUE(try_send_msg(*t, [&ran] { ++ran; }).ok());
+    ASSERT_EQ(try_send_msg(*t, [&ran] { ++ran; }).code(), StatusCode::kWouldBlock);
+    detail::Lane* lane = nullptr;
+    ASSERT_TRUE(detail::acquire_lane(*t, lane).ok());
+    lane->producer_waiting.store(1);  // the sender armed its flag, saw the lane full, and sleeps
+    for (int poll = 1; poll < c.wake_at_poll; ++poll) {
+      ASSERT_TRUE(rt->poll_thread(*t, 0).value());
+      EXPECT_EQ(lane->producer_waiting.load(), 1u)
+          << "poll " << poll << ": " << ran << " of " << c.capacity << " slots free, the sender sleeps on";
+    }
+    ASSERT_TRUE(rt->poll_thread(*t, 0).value());
+    EXPECT_EQ(lane->producer_waiting.load(), 0u) << ran << " of " << c.capacity << " free: the sender is woken";
+    EXPECT_GE(ran, c.capacity / 2);
+    EXPECT_LT(ran, c.capacity / 2 + c.drain_batch) << "and not a batch later than needed";
+    while (rt->poll_thread(*t, 0).value()) {
+    }
+    EXPECT_EQ(ran, c.capacity);
+  }
+}
+
 TEST(SendDeterministic, SelfSendIntoAFullLaneIsWouldBlockNotADeadlock) {
   RuntimeOptions o;
   o.lane_capacity = 2;
