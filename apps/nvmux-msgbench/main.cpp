@@ -12,8 +12,6 @@
 // results of the points that ran are printed and written first (marked interrupted) and the DPDK
 // EAL is shut down (no /var/run/dpdk/nvmux-msgbench-<pid> left behind).
 
-#include <CLI/CLI.hpp>
-
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cli.hpp"
 #include "msgbench.hpp"
 #include "nvmux/common/log.hpp"
 #include "nvmux/common/stop_signals.hpp"
@@ -104,14 +103,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
                  "write the charts (SVG: throughput, p99 latency and CPU per message against producers) to FILE");
   app.add_flag("--list-modes", list, "list the modes and whether each is built, then exit");
   app.add_flag("--quiet", quiet, "no progress line on stderr (it is drawn only on a terminal anyway)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {  // CLI11's own exit codes (104, 105, 109, ...) are not ours
-    std::fprintf(stderr, "nvmux-msgbench: %s\nRun with --help for more information.\n", e.what());
-    return 2;
-  }
+  if (auto done = nvmux::apps::parse_command_line(app, "nvmux-msgbench", argc, argv)) return *done;
   options.point.work_ns = std::stoull(work_ns);  // the range check above passed: digits only
 
   if (list) {

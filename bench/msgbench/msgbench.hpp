@@ -155,6 +155,7 @@ struct PointSummary {
   int stalled_reps = 0;                                            // of which stalled
   std::string stall_reason;                                        // the first stalled repetition's
   bool interrupted = false;                                        // a repetition was cut short by a signal
+  double interrupted_window_s = 0;                                 // ... and the window it ran
   std::uint64_t lost = 0, out_of_order = 0, unbalanced_pairs = 0;  // summed over repetitions
   Spread msgs_per_sec, p50_ns, p99_ns, p999_ns, cpu_ms_per_million;
   bool stalled() const { return 2 * stalled_reps > reps; }  // a majority of its repetitions stalled

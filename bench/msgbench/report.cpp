@@ -382,6 +382,7 @@ std::vector<PointSummary> summarize(const SweepReport& report) {
         s.out_of_order += r->out_of_order;
         s.unbalanced_pairs += r->unbalanced_pairs;
       }
+      if (r->interrupted && !s.interrupted) s.interrupted_window_s = r->seconds;
       s.interrupted = s.interrupted || r->interrupted;
       mps.push_back(r->msgs_per_sec);
       p50.push_back(static_cast<double>(r->p50_ns));
@@ -470,7 +471,7 @@ std::string format_table(const SweepReport& report) {
           status = r->stalled() ? fmt::format("STALLED{}: {}", count, r->stall_reason)
                                 : fmt::format("ok (stalled{}: {})", count, r->stall_reason);
         } else if (r->interrupted) {
-          status = "interrupted: its window was cut short";
+          status = fmt::format("interrupted: a {:.2f} s window", r->interrupted_window_s);
         }
         if (r->lost != 0 || r->out_of_order != 0 || r->unbalanced_pairs != 0) {
           status = fmt::format("CHECK FAILED: lost {} out-of-order {} unbalanced pairs {}", r->lost, r->out_of_order,
